@@ -1,0 +1,46 @@
+# vipcast — see README.md. Every target that builds or tests first runs the
+# idempotent scripts/deps.sh, so a fresh Debian host needs only `make test`.
+
+GO        ?= go
+PKGS      := ./...
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X vipcast/internal/version.Version=$(VERSION)
+BIN       := bin
+
+.PHONY: all deps generate check-generated build test unit lint bench demo clean
+
+all: build
+
+deps:
+	scripts/deps.sh
+
+# Rebuild the BPF objects and their Go bindings (commit the result).
+generate: deps
+	$(GO) generate ./bpf/...
+
+# Fails when the committed generated files differ from a fresh build.
+check-generated: deps
+	scripts/check-generated.sh
+
+build: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+# Everything: generated files, lint, and all tests. Privileged tests need
+# root; under CI=true they fail rather than skip when they cannot run.
+test: check-generated lint build
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./lb/maglev/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./lb/bench/
+
+demo: deps
+	@echo "make demo: the lab and demo are not implemented yet (see issue 8)" >&2; exit 1
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,537 @@
+// Package lb drives vipcast's XDP balancer from Go: it loads the BPF
+// objects, keeps the VIP/real tables and Maglev rings in the kernel in step
+// with what it is told, and reads the counters back.
+//
+// Every method validates its whole input before it touches a map, and
+// undoes what it wrote if a later step fails: on error the kernel state is
+// as it was.
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"vipcast/bpf"
+	"vipcast/lb/maglev"
+)
+
+// Balancer owns the balancer's BPF program and maps.
+type Balancer struct {
+	cfg  Config
+	objs bpf.BalancerObjects
+
+	mu        sync.Mutex
+	vips      map[VIPKey]*vipState
+	addrRefs  map[netip.Addr]int // services per VIP address, mirrors vip_addrs
+	vipNums   *idPool
+	realIDs   *idPool
+	ncpu      int
+	gatewayOK bool
+}
+
+type vipState struct {
+	VIP
+	num   uint32
+	reals map[netip.Addr]*realState
+}
+
+type realState struct {
+	Real
+	id uint32
+}
+
+// New loads the balancer program and its maps, sized by cfg. The program
+// is not attached to anything; see Program.
+func New(cfg Config) (*Balancer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count possible CPUs: %w", err)
+	}
+	for i, cpu := range cfg.ForwardingCPUs {
+		if cpu < 0 || cpu >= ncpu {
+			return nil, fmt.Errorf("forwarding_cores[%d]: CPU %d does not exist (this host has CPUs 0..%d): %w",
+				i, cpu, ncpu-1, ErrInvalid)
+		}
+		if slices.Index(cfg.ForwardingCPUs, cpu) != i {
+			return nil, fmt.Errorf("forwarding_cores[%d]: CPU %d listed twice: %w", i, cpu, ErrInvalid)
+		}
+	}
+
+	spec, err := bpf.LoadBalancer()
+	if err != nil {
+		return nil, fmt.Errorf("load balancer spec: %w", err)
+	}
+	sizes := map[string]int{
+		"vips":           cfg.MaxVIPs,
+		"vip_addrs":      cfg.MaxVIPs,
+		"rings":          cfg.MaxVIPs,
+		"vip_stats":      cfg.MaxVIPs,
+		"reals":          cfg.MaxReals,
+		"real_stats":     cfg.MaxReals,
+		"conn_tables":    ncpu,
+		"fallback_conns": cfg.FallbackTableSize,
+	}
+	for name, n := range sizes {
+		m, ok := spec.Maps[name]
+		if !ok {
+			return nil, fmt.Errorf("balancer object has no map %q", name)
+		}
+		m.MaxEntries = uint32(n)
+	}
+
+	b := &Balancer{
+		cfg:      cfg,
+		vips:     make(map[VIPKey]*vipState),
+		addrRefs: make(map[netip.Addr]int),
+		vipNums:  newIDPool(0, uint32(cfg.MaxVIPs)),
+		realIDs:  newIDPool(1, uint32(cfg.MaxReals)), // id 0 marks an empty slot
+		ncpu:     ncpu,
+	}
+	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+		return nil, fmt.Errorf("load balancer into the kernel: %w", err)
+	}
+	if err := b.createConnTables(); err != nil {
+		b.objs.Close()
+		return nil, err
+	}
+	if err := b.writeConfig(cfg.GatewayMAC); err != nil {
+		b.objs.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close releases the program and maps (the kernel keeps whatever is
+// attached or pinned).
+func (b *Balancer) Close() error { return b.objs.Close() }
+
+// Program is the XDP program to attach or to put in a root program's slot.
+func (b *Balancer) Program() *ebpf.Program { return b.objs.VipcastBalancer }
+
+// createConnTables gives each forwarding CPU its own LRU table, allocated
+// on that CPU's NUMA node when one is configured.
+func (b *Balancer) createConnTables() error {
+	per := b.cfg.ConnTableSize / len(b.cfg.ForwardingCPUs)
+	for i, cpu := range b.cfg.ForwardingCPUs {
+		spec := &ebpf.MapSpec{
+			Name:       "conn_cpu",
+			Type:       ebpf.LRUHash,
+			KeySize:    uint32(binarySize[bpf.BalancerFlowKey]()),
+			ValueSize:  uint32(binarySize[bpf.BalancerConn]()),
+			MaxEntries: uint32(per),
+			Flags:      unix.BPF_F_NO_COMMON_LRU,
+		}
+		if b.cfg.NUMANodes != nil {
+			spec.Flags |= unix.BPF_F_NUMA_NODE
+			spec.NumaNode = uint32(b.cfg.NUMANodes[i])
+		}
+		m, err := ebpf.NewMap(spec)
+		if err != nil {
+			return fmt.Errorf("create connection table for CPU %d (%d entries): %w", cpu, per, err)
+		}
+		err = b.objs.ConnTables.Put(uint32(cpu), m)
+		m.Close() // the outer map holds its own reference
+		if err != nil {
+			return fmt.Errorf("install connection table for CPU %d: %w", cpu, err)
+		}
+	}
+	return nil
+}
+
+func (b *Balancer) writeConfig(gw net.HardwareAddr) error {
+	var c bpf.BalancerLbConfig
+	copy(c.GwMac[:], gw)
+	c.TunnelMtu = uint16(b.cfg.TunnelMTU)
+	v4 := b.cfg.SourcePrefixV4.Addr().As4()
+	copy(c.V4Prefix[:], v4[:2])
+	v6 := b.cfg.SourcePrefixV6.Addr().As16()
+	copy(c.V6Prefix[:], v6[:12])
+	if !b.cfg.NoICMPTooBig {
+		c.Flags |= cfgICMPTooBig
+	}
+	c.Layout = LayoutVersion
+	if err := b.objs.Config.Put(uint32(0), &c); err != nil {
+		return fmt.Errorf("write balancer config: %w", err)
+	}
+	b.gatewayOK = len(gw) == 6 && !isZeroMAC(gw)
+	return nil
+}
+
+// SetGatewayMAC sets the next hop of every encapsulated frame.
+func (b *Balancer) SetGatewayMAC(mac net.HardwareAddr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("gateway mac %q: must be a 6-byte Ethernet address: %w", mac, ErrInvalid)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.writeConfig(mac); err != nil {
+		return err
+	}
+	b.cfg.GatewayMAC = slices.Clone(mac)
+	return nil
+}
+
+// GatewayMAC returns the MAC in use, or nil while none is set.
+func (b *Balancer) GatewayMAC() net.HardwareAddr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.gatewayOK {
+		return nil
+	}
+	return slices.Clone(b.cfg.GatewayMAC)
+}
+
+// AddVIP adds a service with no reals (its traffic is dropped until a real is up).
+func (b *Balancer) AddVIP(v VIP) error {
+	if err := v.Key.validate(); err != nil {
+		return err
+	}
+	if v.RingSize == 0 {
+		v.RingSize = maglev.DefaultSize
+	}
+	if err := maglev.ValidSize(v.RingSize); err != nil {
+		return fmt.Errorf("vip %s: ring_size: %v: %w", v.Key, err, ErrInvalid)
+	}
+	if err := validFlags(v.Key, v.Flags); err != nil {
+		return err
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.vips[v.Key]; ok {
+		return fmt.Errorf("vip %s: %w", v.Key, ErrExists)
+	}
+	num, ok := b.vipNums.get()
+	if !ok {
+		return fmt.Errorf("vip %s: %d VIPs configured, the limit (max_vips): %w", v.Key, b.cfg.MaxVIPs, ErrFull)
+	}
+	vs := &vipState{VIP: v, num: num, reals: make(map[netip.Addr]*realState)}
+	undo, err := b.writeVIP(vs)
+	if err != nil {
+		b.vipNums.put(num)
+		return fmt.Errorf("vip %s: %w", v.Key, err)
+	}
+	_ = undo
+	b.vips[v.Key] = vs
+	return nil
+}
+
+func validFlags(k VIPKey, f VIPFlags) error {
+	if f&^allFlags != 0 {
+		return fmt.Errorf("vip %s: unknown flags 0x%x: %w", k, uint32(f&^allFlags), ErrInvalid)
+	}
+	if f&FlagDportOnly != 0 && f&FlagNoSrcPort != 0 {
+		return fmt.Errorf("vip %s: flags dport_only and no_src_port exclude each other: %w", k, ErrInvalid)
+	}
+	return nil
+}
+
+// writeVIP programs a new VIP: stats zeroed, address registered, then the
+// service entry that makes the program match it. The returned function
+// undoes it all.
+func (b *Balancer) writeVIP(vs *vipState) (func(), error) {
+	if err := b.zeroCounter(b.objs.VipStats, vs.num); err != nil {
+		return nil, err
+	}
+	addrKey := vipAddrKey(vs.Key.Addr)
+	refs := b.addrRefs[vs.Key.Addr]
+	if refs == 0 {
+		if err := b.objs.VipAddrs.Put(&addrKey, uint32(1)); err != nil {
+			return nil, fmt.Errorf("register address: %w", err)
+		}
+	}
+	key, meta := vipKey(vs.Key), vipMeta(vs)
+	if err := b.objs.Vips.Update(&key, &meta, ebpf.UpdateNoExist); err != nil {
+		if refs == 0 {
+			_ = b.objs.VipAddrs.Delete(&addrKey)
+		}
+		return nil, fmt.Errorf("write service: %w", err)
+	}
+	b.addrRefs[vs.Key.Addr] = refs + 1
+	return func() { b.removeVIP(vs) }, nil
+}
+
+// removeVIP takes a VIP out of the kernel in the order that keeps every
+// packet consistent: first it stops matching, then its ring and reals go.
+func (b *Balancer) removeVIP(vs *vipState) error {
+	var errs []error
+	key := vipKey(vs.Key)
+	if err := b.objs.Vips.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("delete service: %w", err))
+	}
+	if err := b.objs.Rings.Delete(vs.num); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("delete ring: %w", err))
+	}
+	for _, rs := range vs.reals {
+		if err := b.retireReal(rs.id); err != nil {
+			errs = append(errs, err)
+		}
+		b.realIDs.put(rs.id)
+	}
+	b.addrRefs[vs.Key.Addr]--
+	if b.addrRefs[vs.Key.Addr] <= 0 {
+		delete(b.addrRefs, vs.Key.Addr)
+		addrKey := vipAddrKey(vs.Key.Addr)
+		if err := b.objs.VipAddrs.Delete(&addrKey); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("unregister address: %w", err))
+		}
+	}
+	b.vipNums.put(vs.num)
+	return errors.Join(errs...)
+}
+
+// DelVIP removes a service and all its reals.
+func (b *Balancer) DelVIP(k VIPKey) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, ok := b.vips[k]
+	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	delete(b.vips, k)
+	if err := b.removeVIP(vs); err != nil {
+		return fmt.Errorf("vip %s: %w", k, err)
+	}
+	return nil
+}
+
+// SetVIPFlags replaces a VIP's flags. Established flows keep their reals
+// only as far as the new flags still find their table entries.
+func (b *Balancer) SetVIPFlags(k VIPKey, flags VIPFlags) error {
+	if err := validFlags(k, flags); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, ok := b.vips[k]
+	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	old := vs.Flags
+	vs.Flags = flags
+	key, meta := vipKey(k), vipMeta(vs)
+	if err := b.objs.Vips.Update(&key, &meta, ebpf.UpdateExist); err != nil {
+		vs.Flags = old
+		return fmt.Errorf("vip %s: write flags: %w", k, err)
+	}
+	return nil
+}
+
+// AddReal adds a real to a VIP and rebuilds the VIP's ring.
+func (b *Balancer) AddReal(k VIPKey, r Real) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, err := b.lookupForReal(k, r)
+	if err != nil {
+		return err
+	}
+	if _, ok := vs.reals[r.Addr]; ok {
+		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, ErrExists)
+	}
+	id, ok := b.realIDs.get()
+	if !ok {
+		return fmt.Errorf("vip %s: real %s: %d reals configured, the limit (max_reals): %w",
+			k, r.Addr, b.cfg.MaxReals-1, ErrFull)
+	}
+	rs := &realState{Real: r, id: id}
+	if err := b.zeroCounter(b.objs.RealStats, id); err != nil {
+		b.realIDs.put(id)
+		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
+	}
+	if err := b.writeReal(vs, rs); err != nil {
+		b.realIDs.put(id)
+		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
+	}
+	vs.reals[r.Addr] = rs
+	if err := b.writeRing(vs); err != nil {
+		delete(vs.reals, r.Addr)
+		_ = b.retireReal(id)
+		b.realIDs.put(id)
+		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
+	}
+	return nil
+}
+
+// UpdateReal changes a real's weight and state.
+func (b *Balancer) UpdateReal(k VIPKey, r Real) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, err := b.lookupForReal(k, r)
+	if err != nil {
+		return err
+	}
+	rs, ok := vs.reals[r.Addr]
+	if !ok {
+		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, ErrNotFound)
+	}
+	old := rs.Real
+	rs.Real = r
+	// A real that comes back up must be usable before the ring names it;
+	// one that goes down must leave the ring before its entries are ignored.
+	steps := []func() error{func() error { return b.writeReal(vs, rs) }, func() error { return b.writeRing(vs) }}
+	if r.State == Down {
+		slices.Reverse(steps)
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			rs.Real = old
+			_ = b.writeReal(vs, rs)
+			_ = b.writeRing(vs)
+			return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
+		}
+	}
+	return nil
+}
+
+// DelReal removes a real from a VIP: the ring first, then the real.
+func (b *Balancer) DelReal(k VIPKey, addr netip.Addr) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, ok := b.vips[k]
+	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	rs, ok := vs.reals[addr]
+	if !ok {
+		return fmt.Errorf("vip %s: real %s: %w", k, addr, ErrNotFound)
+	}
+	delete(vs.reals, addr)
+	if err := b.writeRing(vs); err != nil {
+		vs.reals[addr] = rs
+		return fmt.Errorf("vip %s: real %s: %w", k, addr, err)
+	}
+	err := b.retireReal(rs.id)
+	b.realIDs.put(rs.id)
+	if err != nil {
+		return fmt.Errorf("vip %s: real %s: %w", k, addr, err)
+	}
+	return nil
+}
+
+func (b *Balancer) lookupForReal(k VIPKey, r Real) (*vipState, error) {
+	switch {
+	case !r.Addr.IsValid() || r.Addr.IsUnspecified() || r.Addr.IsMulticast() || r.Addr.Zone() != "":
+		return nil, fmt.Errorf("vip %s: real %s: must be a unicast address: %w", k, r.Addr, ErrInvalid)
+	case r.Addr.Is4In6():
+		return nil, fmt.Errorf("vip %s: real %s: use the plain IPv4 form: %w", k, r.Addr, ErrInvalid)
+	case k.Addr.Is6() && r.Addr.Is4():
+		return nil, fmt.Errorf("vip %s: real %s: an IPv6 VIP needs IPv6 reals (IPv6 cannot be carried in IPv4 here): %w",
+			k, r.Addr, ErrInvalid)
+	case r.Weight > MaxWeight:
+		return nil, fmt.Errorf("vip %s: real %s: weight must be 0..%d, got %d: %w", k, r.Addr, MaxWeight, r.Weight, ErrInvalid)
+	case r.State > Down:
+		return nil, fmt.Errorf("vip %s: real %s: unknown state %d: %w", k, r.Addr, r.State, ErrInvalid)
+	}
+	vs, ok := b.vips[k]
+	if !ok {
+		return nil, fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	return vs, nil
+}
+
+func (b *Balancer) writeReal(vs *vipState, rs *realState) error {
+	def := bpf.BalancerRealDef{Addr: addrWords(rs.Addr), VipNum: vs.num}
+	if rs.Addr.Is6() {
+		def.Flags |= realIPv6
+	}
+	if rs.State == Down {
+		def.Flags |= realDown
+	}
+	if err := b.objs.Reals.Put(rs.id, &def); err != nil {
+		return fmt.Errorf("write real %d: %w", rs.id, err)
+	}
+	return nil
+}
+
+// retireReal makes an id's entry match no VIP, so that connection-table
+// entries still naming it are re-placed rather than followed.
+func (b *Balancer) retireReal(id uint32) error {
+	def := bpf.BalancerRealDef{VipNum: ^uint32(0), Flags: realDown}
+	if err := b.objs.Reals.Put(id, &def); err != nil {
+		return fmt.Errorf("retire real %d: %w", id, err)
+	}
+	return nil
+}
+
+// writeRing builds the VIP's ring from its up reals and swaps it in whole.
+func (b *Balancer) writeRing(vs *vipState) error {
+	members, _ := ringMembers(vs)
+	ring, err := maglev.Build(members, vs.RingSize)
+	if err != nil {
+		return fmt.Errorf("build ring: %w", err)
+	}
+	if ring == nil {
+		if err := b.objs.Rings.Delete(vs.num); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove empty ring: %w", err)
+		}
+		return nil
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name:       "ring",
+		Type:       ebpf.Array,
+		KeySize:    4,
+		ValueSize:  4,
+		MaxEntries: vs.RingSize,
+		Flags:      unix.BPF_F_INNER_MAP,
+	})
+	if err != nil {
+		return fmt.Errorf("create ring of %d slots: %w", vs.RingSize, err)
+	}
+	defer m.Close()
+	keys := make([]uint32, len(ring))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, ring, nil); err != nil {
+		return fmt.Errorf("fill ring: %w", err)
+	}
+	if err := b.objs.Rings.Put(vs.num, m); err != nil {
+		return fmt.Errorf("install ring: %w", err)
+	}
+	return nil
+}
+
+// VIPs lists the configured services with their reals, sorted.
+func (b *Balancer) VIPs() []VIPInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]VIPInfo, 0, len(b.vips))
+	for _, vs := range b.vips {
+		info := VIPInfo{VIP: vs.VIP}
+		for _, rs := range vs.reals {
+			info.Reals = append(info.Reals, rs.Real)
+		}
+		sortReals(info.Reals)
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, c VIPInfo) int { return compareKeys(a.Key, c.Key) })
+	return out
+}
+
+func compareKeys(a, c VIPKey) int {
+	if r := a.Addr.Compare(c.Addr); r != 0 {
+		return r
+	}
+	if a.Port != c.Port {
+		return int(a.Port) - int(c.Port)
+	}
+	return int(a.Proto) - int(c.Proto)
+}
+
+func (b *Balancer) zeroCounter(m *ebpf.Map, idx uint32) error {
+	if err := m.Put(idx, make([]bpf.BalancerCounter, b.ncpu)); err != nil {
+		return fmt.Errorf("reset counters %d: %w", idx, err)
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package lb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"net/netip"
+
+	"vipcast/lb/maglev"
+)
+
+// hashSeed and the function below mirror bpf/include/common.h: lookup3's
+// hashword() (Bob Jenkins, 2006, public domain) over five 32-bit words. The
+// words are the raw packet bytes as the little-endian BPF target loads them.
+// TestFlowHashMatchesKernel keeps the two in step.
+const hashSeed = 0x76697063
+
+func hashWords(w [5]uint32) uint32 {
+	// The initial value wraps in 32 bits, as it does in C.
+	init := uint32(0xdeadbeef)
+	init += 5<<2 + hashSeed
+	a := init
+	b, c := a, a
+	a += w[0]
+	b += w[1]
+	c += w[2]
+	// mix
+	a -= c
+	a ^= bits.RotateLeft32(c, 4)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 6)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 8)
+	b += a
+	a -= c
+	a ^= bits.RotateLeft32(c, 16)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 19)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 4)
+	b += a
+	a += w[3]
+	b += w[4]
+	// final
+	c ^= b
+	c -= bits.RotateLeft32(b, 14)
+	a ^= c
+	a -= bits.RotateLeft32(c, 11)
+	b ^= a
+	b -= bits.RotateLeft32(a, 25)
+	c ^= b
+	c -= bits.RotateLeft32(b, 16)
+	a ^= c
+	a -= bits.RotateLeft32(c, 4)
+	b ^= a
+	b -= bits.RotateLeft32(a, 14)
+	c ^= b
+	c -= bits.RotateLeft32(b, 24)
+	return c
+}
+
+// Flow is a client's packet as the ring sees it.
+type Flow struct {
+	Src   netip.AddrPort
+	Dst   netip.AddrPort
+	Proto Proto
+}
+
+// flowHash is the ring position hash of a flow under a VIP's flags.
+func flowHash(f Flow, flags VIPFlags) uint32 {
+	src := f.Src.Addr()
+	sport, dport := f.Src.Port(), f.Dst.Port()
+	switch {
+	case flags&FlagDportOnly != 0:
+		src = netip.IPv6Unspecified()
+		if f.Src.Addr().Is4() {
+			src = netip.IPv4Unspecified()
+		}
+		sport = dport
+	default:
+		if flags&FlagNoSrcPort != 0 {
+			sport = 0
+		}
+		if flags&flagAnyPort != 0 {
+			dport = 0
+		}
+	}
+	le := func(port uint16) uint32 { return uint32(bits.ReverseBytes16(port)) }
+	var raw [16]byte
+	if src.Is4() {
+		v4 := src.As4()
+		copy(raw[:], v4[:])
+	} else {
+		raw = src.As16()
+	}
+	var w [5]uint32
+	for i := range 4 {
+		w[i] = binary.LittleEndian.Uint32(raw[i*4:])
+	}
+	w[4] = le(sport)<<16 | le(dport)
+	return hashWords(w)
+}
+
+// RealFor says which real a new flow of a VIP would be sent to: the ring the
+// kernel holds, computed again in Go. It is how an operator (and a test)
+// checks that two hosts place a flow alike.
+func (b *Balancer) RealFor(k VIPKey, f Flow) (netip.Addr, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, ok := b.vips[k]
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	members, byID := ringMembers(vs)
+	ring, err := maglev.Build(members, vs.RingSize)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("vip %s: build ring: %w", k, err)
+	}
+	if ring == nil {
+		return netip.Addr{}, fmt.Errorf("vip %s: no real is up: %w", k, ErrNotFound)
+	}
+	return byID[ring[flowHash(f, kernelFlags(vs.VIP))%vs.RingSize]], nil
+}
+
+// ringMembers lists the reals that take new flows, and their addresses by id.
+func ringMembers(vs *vipState) ([]maglev.Real, map[uint32]netip.Addr) {
+	members := make([]maglev.Real, 0, len(vs.reals))
+	byID := make(map[uint32]netip.Addr, len(vs.reals))
+	for _, rs := range vs.reals {
+		if rs.State == Up {
+			members = append(members, maglev.Real{Addr: rs.Addr, ID: rs.id, Weight: rs.Weight})
+			byID[rs.id] = rs.Addr
+		}
+	}
+	return members, byID
+}
