@@ -16,7 +16,7 @@ deps:
 
 # Rebuild the BPF objects and their Go bindings (commit the result).
 generate: deps
-	$(GO) generate ./bpf/...
+	$(GO) generate ./...
 
 # Fails when the committed generated files differ from a fresh build.
 check-generated: deps

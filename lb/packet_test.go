@@ -133,7 +133,7 @@ type packetCase struct {
 	name  string
 	in    []byte
 	want  uint32
-	out   []byte                  // nil: the output must equal the input
+	out   []byte               // nil: the output must equal the input
 	count func(s Stats) uint64 // a counter that must go up by exactly one
 }
 
@@ -479,7 +479,9 @@ func TestOuterSourceStablePerFlowAndSpread(t *testing.T) {
 		src func(i int) string
 	}{
 		{false, "10.200.1.1", func(i int) string { return netip.AddrFrom4([4]byte{192, 168, byte(i), byte(i * 3)}).String() }},
-		{true, "fc00:1::1", func(i int) string { return netip.AddrFrom16([16]byte{0xfc, 0, 0, 2, 14: byte(i), 15: byte(i * 3)}).String() }},
+		{true, "fc00:1::1", func(i int) string {
+			return netip.AddrFrom16([16]byte{0xfc, 0, 0, 2, 14: byte(i), 15: byte(i * 3)}).String()
+		}},
 	} {
 		seen := map[netip.Addr]bool{}
 		for i := range 200 {
