@@ -93,8 +93,9 @@ type IPv4 struct {
 	// TotalLen overrides the Total Length field. 0 means header + payload.
 	TotalLen uint16
 	// BadChecksum stores the correct header checksum with its lowest bit
-	// flipped. Changing one 16-bit word by one changes the one's
-	// complement sum by one, so the result never verifies.
+	// flipped. That changes one 16-bit word by ±1 and so the one's
+	// complement sum by ±1: the header never verifies (a correct
+	// checksum of 0x0000 becomes 0x0001, not the equivalent 0xffff).
 	BadChecksum bool
 }
 
@@ -117,8 +118,8 @@ type IPv4 struct {
 //
 // It panics if Src or Dst is not an IPv4 address, if FragOffset does not fit
 // 13 bits, if IHL does not fit 4 bits, if Options is not a multiple of 4
-// bytes while IHL is not overridden, or if the computed total length
-// exceeds 65535.
+// bytes or is longer than 40 bytes while IHL is not overridden, or if the
+// computed total length exceeds 65535.
 func (h IPv4) Packet(payload []byte) []byte {
 	if !h.Src.Is4() || !h.Dst.Is4() {
 		panic(fmt.Sprintf("testpkt: IPv4 header needs IPv4 addresses, got %v and %v", h.Src, h.Dst))
@@ -270,8 +271,6 @@ func IPv6Fragment(next uint8, offset uint16, more bool, id uint32) []byte {
 // The total length is the smallest multiple of 8 that is at least
 // 2 + optsLen; IPv6Options(next, 0) is 8 bytes with one 6-byte PadN.
 // A single PadN covers at most 257 bytes, so longer areas hold several.
-// (Linux rejects PadN runs longer than 7 bytes, which makes long headers
-// useful as "unusual" input.)
 //
 // It panics if optsLen is negative or the header would exceed 2048 bytes.
 func IPv6Options(next uint8, optsLen int) []byte {
