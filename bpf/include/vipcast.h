@@ -104,4 +104,28 @@ struct lb_stats {
 	__u64 pass_malformed;     /* malformed, not addressed to a VIP: left to the kernel */
 };
 
+/* Healthcheck encapsulation (hc_encap.c). */
+
+struct hc_real {
+	__u32 addr[4];
+	__u8 flags; /* REAL_F_IPV6 */
+	__u8 pad[3];
+};
+
+struct hc_config {
+	__u32 src_v4;     /* outer source for IPv4 reals: the LB's own address */
+	__u32 src_v6[4];  /* outer source for IPv6 reals */
+	__u8 local_mac[6];
+	__u8 gw_mac[6];
+	__u32 redirect_ifindex; /* 0: leave the packet on this egress path */
+};
+
+struct hc_stats {
+	__u64 encapsulated;
+	__u64 no_mark;       /* not a health check: untouched */
+	__u64 unknown_mark;  /* marked, but no real has that mark: untouched */
+	__u64 not_ip;
+	__u64 errors;        /* the skb could not be grown: dropped */
+};
+
 #endif
