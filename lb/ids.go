@@ -27,16 +27,3 @@ func (p *idPool) get() (uint32, bool) {
 }
 
 func (p *idPool) put(id uint32) { p.free = append(p.free, id) }
-
-// take removes a specific id (used when adopting state already in the kernel).
-func (p *idPool) take(id uint32) bool {
-	for i, f := range p.free {
-		if f == id {
-			p.free = append(p.free[:i], p.free[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
-func (p *idPool) available() int { return len(p.free) }
