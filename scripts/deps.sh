@@ -3,7 +3,7 @@
 # Debian packages via apt-get; Go modules via the module proxy (go mod download).
 set -euo pipefail
 
-PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump bird2 gobgpd curl
+PKGS=(clang llvm libbpf-dev bpftool iproute2 ethtool tcpdump bird2 gobgpd curl protobuf-compiler iputils-ping
       lintian dpkg-dev make git ca-certificates)
 
 missing=()
