@@ -144,11 +144,12 @@ struct packet {
 	__u8 icmp_err; /* an ICMP error steered by its quoted flow */
 };
 
-static __always_inline int is_vip_addr(const __u32 *addr)
+static __always_inline int is_vip_addr(const __u32 *addr, int is_v6)
 {
 	struct vip_key key = {};
 
 	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
+	key.family = is_v6 ? 6 : 4;
 	return bpf_map_lookup_elem(&vip_addrs, &key) != NULL;
 }
 
@@ -156,21 +157,22 @@ static __always_inline int is_vip_addr(const __u32 *addr)
  * (the kernel has no socket for it; Katran drops these too), pass it when
  * it is not ours. Katran drops even the non-VIP ones, which breaks e.g.
  * fragmented traffic to the host itself. */
-static __always_inline int drop_if_vip(const __u32 *dst, __u64 *vip_counter)
+static __always_inline int drop_if_vip(const __u32 *dst, int is_v6, __u64 *vip_counter)
 {
-	if (is_vip_addr(dst)) {
+	if (is_vip_addr(dst, is_v6)) {
 		(*vip_counter)++;
 		return XDP_DROP;
 	}
 	return XDP_PASS;
 }
 
-static __always_inline struct vip_meta *find_vip(struct flow_key *flow)
+static __always_inline struct vip_meta *find_vip(struct flow_key *flow, int is_v6)
 {
 	struct vip_key key = {};
 	struct vip_meta *vip;
 
 	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
+	key.family = is_v6 ? 6 : 4;
 	key.port = flow->dport;
 	key.proto = flow->proto;
 	vip = bpf_map_lookup_elem(&vips, &key);
@@ -608,7 +610,7 @@ static __always_inline int quoted_flow_v6(void *inner, void *data_end, struct pa
  * size check, encapsulation, stats. */
 static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct lb_stats *st)
 {
-	struct vip_meta *vip = find_vip(&p->flow);
+	struct vip_meta *vip = find_vip(&p->flow, p->is_v6);
 	struct real_def *real;
 	struct lb_config *cfg;
 	__u32 zero = 0, real_id = 0;
@@ -674,19 +676,19 @@ static __always_inline int process_v4(struct xdp_md *ctx, struct lb_stats *st)
 	    ip->protocol != IPPROTO_ICMP)
 		return XDP_PASS;
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return drop_if_vip(p.flow.dst, &st->drop_fragment);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_fragment);
 	if (ip->ihl != 5)
-		return drop_if_vip(p.flow.dst, &st->drop_ip_options);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_ip_options);
 	if (p.ip_len < sizeof(*ip) || (void *)ip + p.ip_len > data_end)
-		return drop_if_vip(p.flow.dst, &st->drop_malformed);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 
 	void *l4 = ip + 1;
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct icmphdr *icmp = l4;
 
 		if ((void *)(icmp + 1) > data_end)
-			return drop_if_vip(p.flow.dst, &st->drop_malformed);
-		if (icmp->type == ICMP_ECHO && is_vip_addr(p.flow.dst)) {
+			return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
+		if (icmp->type == ICMP_ECHO && is_vip_addr(p.flow.dst, p.is_v6)) {
 			st->icmp_echo_reply++;
 			return echo_reply_v4(eth, ip, icmp);
 		}
@@ -701,7 +703,7 @@ static __always_inline int process_v4(struct xdp_md *ctx, struct lb_stats *st)
 	}
 
 	if (!read_ports(l4, data_end, &p))
-		return drop_if_vip(p.flow.dst, &st->drop_malformed);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 	return forward(ctx, &p, st);
 }
 
@@ -735,22 +737,22 @@ static __always_inline int process_v6(struct xdp_md *ctx, struct lb_stats *st)
 	p.ip_len = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
 
 	if (ip6->nexthdr == IPPROTO_FRAGMENT)
-		return drop_if_vip(p.flow.dst, &st->drop_fragment);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_fragment);
 	if (is_ext_header(ip6->nexthdr))
-		return drop_if_vip(p.flow.dst, &st->drop_ip_options);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_ip_options);
 	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP &&
 	    ip6->nexthdr != IPPROTO_ICMPV6)
 		return XDP_PASS;
 	if ((void *)ip6 + p.ip_len > data_end)
-		return drop_if_vip(p.flow.dst, &st->drop_malformed);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 
 	void *l4 = ip6 + 1;
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		struct icmp6hdr *icmp6 = l4;
 
 		if ((void *)(icmp6 + 1) > data_end)
-			return drop_if_vip(p.flow.dst, &st->drop_malformed);
-		if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST && is_vip_addr(p.flow.dst)) {
+			return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
+		if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST && is_vip_addr(p.flow.dst, p.is_v6)) {
 			st->icmp_echo_reply++;
 			return echo_reply_v6(eth, ip6, icmp6);
 		}
@@ -765,7 +767,7 @@ static __always_inline int process_v6(struct xdp_md *ctx, struct lb_stats *st)
 	}
 
 	if (!read_ports(l4, data_end, &p))
-		return drop_if_vip(p.flow.dst, &st->drop_malformed);
+		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 	return forward(ctx, &p, st);
 }
 

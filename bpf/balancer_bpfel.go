@@ -79,11 +79,11 @@ type BalancerRealDef struct {
 }
 
 type BalancerVipKey struct {
-	_     structs.HostLayout
-	Addr  [4]uint32
-	Port  uint16
-	Proto uint8
-	Pad   uint8
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint16
+	Proto  uint8
+	Family uint8
 }
 
 type BalancerVipMeta struct {

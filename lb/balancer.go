@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -34,6 +36,7 @@ type Balancer struct {
 	realIDs   *idPool
 	ncpu      int
 	gatewayOK bool
+	adopted   bool // state came from pinned maps
 }
 
 type vipState struct {
@@ -44,7 +47,8 @@ type vipState struct {
 
 type realState struct {
 	Real
-	id uint32
+	id      uint32
+	adopted bool // found in pinned maps; weight unknown until SetReals
 }
 
 // New loads the balancer program and its maps, sized by cfg. The program
@@ -98,18 +102,65 @@ func New(cfg Config) (*Balancer, error) {
 		realIDs:  newIDPool(1, uint32(cfg.MaxReals)), // id 0 marks an empty slot
 		ncpu:     ncpu,
 	}
-	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+	var opts *ebpf.CollectionOptions
+	if cfg.PinPath != "" {
+		if err := os.MkdirAll(cfg.PinPath, 0o700); err != nil {
+			return nil, fmt.Errorf("pin directory %s: %w", cfg.PinPath, err)
+		}
+		for name, m := range spec.Maps {
+			if !strings.HasPrefix(name, ".") {
+				m.Pinning = ebpf.PinByName
+			}
+		}
+		opts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: cfg.PinPath}}
+	}
+	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("the maps pinned under %s do not fit this configuration or version "+
+				"(max_vips, max_reals, fallback_lru_size and the map layout must not change across a restart; "+
+				"restore the old settings, or run `vipcastd --cleanup` to start empty, which drops established flows): %w",
+				cfg.PinPath, err)
+		}
 		return nil, fmt.Errorf("load balancer into the kernel: %w", err)
 	}
-	if err := b.createConnTables(); err != nil {
-		b.objs.Close()
-		return nil, err
-	}
-	if err := b.writeConfig(cfg.GatewayMAC); err != nil {
+	if err := b.start(); err != nil {
 		b.objs.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// start adopts what earlier runs left in pinned maps, then makes sure every
+// forwarding CPU has a table and the config is written.
+func (b *Balancer) start() error {
+	var cur bpf.BalancerLbConfig
+	if err := b.objs.Config.Lookup(uint32(0), &cur); err != nil {
+		return fmt.Errorf("read balancer config: %w", err)
+	}
+	gw := b.cfg.GatewayMAC
+	if cur.Layout != 0 {
+		if cur.Layout != LayoutVersion {
+			return fmt.Errorf("the maps pinned under %s have layout version %d, this vipcastd uses %d: "+
+				"it cannot adopt them; run `vipcastd --cleanup` (drops established flows) or run the matching version",
+				b.cfg.PinPath, cur.Layout, LayoutVersion)
+		}
+		if err := b.adopt(); err != nil {
+			return fmt.Errorf("adopt state pinned under %s: %w", b.cfg.PinPath, err)
+		}
+		b.adopted = true
+		// Keep forwarding to the gateway the last run knew until told otherwise.
+		if gw == nil && !isZeroMAC(cur.GwMac[:]) {
+			gw = slices.Clone(net.HardwareAddr(cur.GwMac[:]))
+		}
+	}
+	if err := b.createConnTables(); err != nil {
+		return err
+	}
+	if err := b.writeConfig(gw); err != nil {
+		return err
+	}
+	b.cfg.GatewayMAC = gw
+	return nil
 }
 
 // Close releases the program and maps (the kernel keeps whatever is
@@ -124,6 +175,12 @@ func (b *Balancer) Program() *ebpf.Program { return b.objs.VipcastBalancer }
 func (b *Balancer) createConnTables() error {
 	per := b.cfg.ConnTableSize / len(b.cfg.ForwardingCPUs)
 	for i, cpu := range b.cfg.ForwardingCPUs {
+		var existing *ebpf.Map
+		if err := b.objs.ConnTables.Lookup(uint32(cpu), &existing); err == nil {
+			// Adopted from an earlier run: its flows must survive.
+			existing.Close()
+			continue
+		}
 		spec := &ebpf.MapSpec{
 			Name:       "conn_cpu",
 			Type:       ebpf.LRUHash,
@@ -332,69 +389,37 @@ func (b *Balancer) SetVIPFlags(k VIPKey, flags VIPFlags) error {
 func (b *Balancer) AddReal(k VIPKey, r Real) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	vs, err := b.lookupForReal(k, r)
-	if err != nil {
-		return err
+	vs, ok := b.vips[k]
+	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
 	}
-	if _, ok := vs.reals[r.Addr]; ok {
+	if _, ok := vs.reals[r.Addr]; ok && r.Addr.IsValid() {
 		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, ErrExists)
 	}
-	id, ok := b.realIDs.get()
-	if !ok {
-		return fmt.Errorf("vip %s: real %s: %d reals configured, the limit (max_reals): %w",
-			k, r.Addr, b.cfg.MaxReals-1, ErrFull)
-	}
-	rs := &realState{Real: r, id: id}
-	if err := b.zeroCounter(b.objs.RealStats, id); err != nil {
-		b.realIDs.put(id)
-		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
-	}
-	if err := b.writeReal(vs, rs); err != nil {
-		b.realIDs.put(id)
-		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
-	}
-	vs.reals[r.Addr] = rs
-	if err := b.writeRing(vs); err != nil {
-		delete(vs.reals, r.Addr)
-		_ = b.retireReal(id)
-		b.realIDs.put(id)
-		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
-	}
-	return nil
+	return b.setReals(vs, append(currentReals(vs), r))
 }
 
 // UpdateReal changes a real's weight and state.
 func (b *Balancer) UpdateReal(k VIPKey, r Real) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	vs, err := b.lookupForReal(k, r)
-	if err != nil {
-		return err
-	}
-	rs, ok := vs.reals[r.Addr]
+	vs, ok := b.vips[k]
 	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
+	}
+	if _, ok := vs.reals[r.Addr]; !ok {
 		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, ErrNotFound)
 	}
-	old := rs.Real
-	rs.Real = r
-	// A real that comes back up must be usable before the ring names it;
-	// one that goes down must leave the ring before its entries are ignored.
-	steps := []func() error{func() error { return b.writeReal(vs, rs) }, func() error { return b.writeRing(vs) }}
-	if r.State == Down {
-		slices.Reverse(steps)
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			rs.Real = old
-			_ = b.writeReal(vs, rs)
-			_ = b.writeRing(vs)
-			return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, err)
+	reals := currentReals(vs)
+	for i := range reals {
+		if reals[i].Addr == r.Addr {
+			reals[i] = r
 		}
 	}
-	return nil
+	return b.setReals(vs, reals)
 }
 
-// DelReal removes a real from a VIP: the ring first, then the real.
+// DelReal removes a real from a VIP.
 func (b *Balancer) DelReal(k VIPKey, addr netip.Addr) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -402,42 +427,148 @@ func (b *Balancer) DelReal(k VIPKey, addr netip.Addr) error {
 	if !ok {
 		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
 	}
-	rs, ok := vs.reals[addr]
-	if !ok {
+	if _, ok := vs.reals[addr]; !ok {
 		return fmt.Errorf("vip %s: real %s: %w", k, addr, ErrNotFound)
 	}
-	delete(vs.reals, addr)
-	if err := b.writeRing(vs); err != nil {
-		vs.reals[addr] = rs
-		return fmt.Errorf("vip %s: real %s: %w", k, addr, err)
+	reals := slices.DeleteFunc(currentReals(vs), func(r Real) bool { return r.Addr == addr })
+	return b.setReals(vs, reals)
+}
+
+// SetReals makes a VIP's reals exactly the given set, with one ring write:
+// what a reload or an adopting restart uses, so that no intermediate ring
+// ever moves flows.
+func (b *Balancer) SetReals(k VIPKey, reals []Real) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	vs, ok := b.vips[k]
+	if !ok {
+		return fmt.Errorf("vip %s: %w", k, ErrNotFound)
 	}
-	err := b.retireReal(rs.id)
-	b.realIDs.put(rs.id)
-	if err != nil {
-		return fmt.Errorf("vip %s: real %s: %w", k, addr, err)
+	return b.setReals(vs, slices.Clone(reals))
+}
+
+func currentReals(vs *vipState) []Real {
+	out := make([]Real, 0, len(vs.reals))
+	for _, rs := range vs.reals {
+		out = append(out, rs.Real)
+	}
+	return out
+}
+
+// setReals validates the whole set, then applies it in the order that
+// keeps every packet consistent: reals that will be in the ring are usable
+// before the ring names them, and reals that leave or go down change only
+// after the new ring is in place. On error nothing has changed.
+func (b *Balancer) setReals(vs *vipState, reals []Real) error {
+	k := vs.Key
+	seen := make(map[netip.Addr]bool, len(reals))
+	for _, r := range reals {
+		if err := validReal(k, r); err != nil {
+			return err
+		}
+		if seen[r.Addr] {
+			return fmt.Errorf("vip %s: real %s: listed twice: %w", k, r.Addr, ErrInvalid)
+		}
+		seen[r.Addr] = true
+	}
+
+	// Allocate ids for newcomers first: running out must change nothing.
+	var added []*realState
+	undoAlloc := func() {
+		for _, rs := range added {
+			b.realIDs.put(rs.id)
+		}
+	}
+	for _, r := range reals {
+		if _, ok := vs.reals[r.Addr]; ok {
+			continue
+		}
+		id, ok := b.realIDs.get()
+		if !ok {
+			undoAlloc()
+			return fmt.Errorf("vip %s: real %s: %d reals configured, the limit (max_reals): %w",
+				k, r.Addr, b.cfg.MaxReals-1, ErrFull)
+		}
+		added = append(added, &realState{Real: r, id: id})
+	}
+	for _, rs := range added {
+		if err := b.zeroCounter(b.objs.RealStats, rs.id); err != nil {
+			undoAlloc()
+			return fmt.Errorf("vip %s: real %s: %w", k, rs.Addr, err)
+		}
+	}
+
+	old := vs.reals
+	next := make(map[netip.Addr]*realState, len(reals))
+	for _, rs := range added {
+		next[rs.Addr] = rs
+	}
+	for _, r := range reals {
+		if rs, ok := old[r.Addr]; ok {
+			next[r.Addr] = &realState{Real: r, id: rs.id}
+		}
+	}
+	restore := func(err error) error {
+		vs.reals = old
+		for _, rs := range old {
+			_ = b.writeReal(vs, rs)
+		}
+		for _, rs := range added {
+			_ = b.retireReal(rs.id)
+		}
+		undoAlloc()
+		return fmt.Errorf("vip %s: %w", k, err)
+	}
+
+	// 1. Entries that the new ring may name, or that stop being down.
+	for addr, rs := range next {
+		prev, existed := old[addr]
+		if rs.State != Down && (!existed || prev.State == Down) {
+			if err := b.writeReal(vs, rs); err != nil {
+				return restore(err)
+			}
+		}
+	}
+	// 2. The ring.
+	vs.reals = next
+	if err := b.writeRing(vs); err != nil {
+		return restore(err)
+	}
+	// 3. Entries that go down, or leave. The ring no longer names them, so
+	// a failure here leaves forwarding correct; report it all the same.
+	var errs []error
+	for addr, rs := range next {
+		if prev, existed := old[addr]; rs.State == Down && (!existed || prev.State != Down) {
+			errs = append(errs, b.writeReal(vs, rs))
+		}
+	}
+	for addr, rs := range old {
+		if _, stays := next[addr]; !stays {
+			errs = append(errs, b.retireReal(rs.id))
+			b.realIDs.put(rs.id)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vip %s: %w", k, err)
 	}
 	return nil
 }
 
-func (b *Balancer) lookupForReal(k VIPKey, r Real) (*vipState, error) {
+func validReal(k VIPKey, r Real) error {
 	switch {
 	case !r.Addr.IsValid() || r.Addr.IsUnspecified() || r.Addr.IsMulticast() || r.Addr.Zone() != "":
-		return nil, fmt.Errorf("vip %s: real %s: must be a unicast address: %w", k, r.Addr, ErrInvalid)
+		return fmt.Errorf("vip %s: real %s: must be a unicast address: %w", k, r.Addr, ErrInvalid)
 	case r.Addr.Is4In6():
-		return nil, fmt.Errorf("vip %s: real %s: use the plain IPv4 form: %w", k, r.Addr, ErrInvalid)
+		return fmt.Errorf("vip %s: real %s: use the plain IPv4 form: %w", k, r.Addr, ErrInvalid)
 	case k.Addr.Is6() && r.Addr.Is4():
-		return nil, fmt.Errorf("vip %s: real %s: an IPv6 VIP needs IPv6 reals (IPv6 cannot be carried in IPv4 here): %w",
+		return fmt.Errorf("vip %s: real %s: an IPv6 VIP needs IPv6 reals (IPv6 cannot be carried in IPv4 here): %w",
 			k, r.Addr, ErrInvalid)
 	case r.Weight > MaxWeight:
-		return nil, fmt.Errorf("vip %s: real %s: weight must be 0..%d, got %d: %w", k, r.Addr, MaxWeight, r.Weight, ErrInvalid)
+		return fmt.Errorf("vip %s: real %s: weight must be 0..%d, got %d: %w", k, r.Addr, MaxWeight, r.Weight, ErrInvalid)
 	case r.State > Down:
-		return nil, fmt.Errorf("vip %s: real %s: unknown state %d: %w", k, r.Addr, r.State, ErrInvalid)
+		return fmt.Errorf("vip %s: real %s: unknown state %d: %w", k, r.Addr, r.State, ErrInvalid)
 	}
-	vs, ok := b.vips[k]
-	if !ok {
-		return nil, fmt.Errorf("vip %s: %w", k, ErrNotFound)
-	}
-	return vs, nil
+	return nil
 }
 
 func (b *Balancer) writeReal(vs *vipState, rs *realState) error {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
 
 	"vipcast/internal/testpkt"
 )
@@ -224,17 +223,7 @@ func TestFallbackTable(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs two CPUs: one with a table, one without")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var orig, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &orig); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.SchedSetaffinity(0, &orig)
-	set.Set(0)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		t.Fatalf("pin to CPU 0: %v", err)
-	}
+	// run() executes on CPU 0, which gets no table of its own here.
 	b := newTestBalancer(t, Config{ForwardingCPUs: []int{1}, ConnTableSize: 100})
 	mustVIP(t, b, "10.200.1.1:80/tcp", 0, "10.0.0.1", "10.0.0.2")
 	frame := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPSyn))

@@ -36,6 +36,10 @@ type Config struct {
 	// GatewayMAC is the next hop of every encapsulated frame. Until it is
 	// set (here or with SetGatewayMAC), VIP traffic is dropped.
 	GatewayMAC net.HardwareAddr
+	// PinPath, when set, pins every map there (e.g.
+	// /sys/fs/bpf/vipcast/eth0) and adopts what is already pinned, so a
+	// restarted daemon keeps its tables and established flows.
+	PinPath string
 }
 
 const (

@@ -27,3 +27,15 @@ func (p *idPool) get() (uint32, bool) {
 }
 
 func (p *idPool) put(id uint32) { p.free = append(p.free, id) }
+
+// take removes a specific id from the free list (adopting state already in
+// the kernel); false if it is not free.
+func (p *idPool) take(id uint32) bool {
+	for i, f := range p.free {
+		if f == id {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			return true
+		}
+	}
+	return false
+}

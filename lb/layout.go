@@ -46,15 +46,38 @@ func addrWords(a netip.Addr) [4]uint32 {
 
 func vipKey(k VIPKey) bpf.BalancerVipKey {
 	return bpf.BalancerVipKey{
-		Addr:  addrWords(k.Addr),
-		Port:  htons(k.Port),
-		Proto: uint8(k.Proto),
+		Addr:   addrWords(k.Addr),
+		Port:   htons(k.Port),
+		Proto:  uint8(k.Proto),
+		Family: family(k.Addr),
 	}
 }
 
 func vipAddrKey(a netip.Addr) bpf.BalancerVipKey {
-	return bpf.BalancerVipKey{Addr: addrWords(a)}
+	return bpf.BalancerVipKey{Addr: addrWords(a), Family: family(a)}
 }
+
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// addrFromWords is addrWords reversed; family says how many bytes count.
+func addrFromWords(w [4]uint32, v6 bool) netip.Addr {
+	var raw [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(raw[i*4:], w[i])
+	}
+	if v6 {
+		return netip.AddrFrom16(raw)
+	}
+	return netip.AddrFrom4([4]byte(raw[:4]))
+}
+
+// ntohs is htons's inverse (the same swap).
+func ntohs(v uint16) uint16 { return htons(v) }
 
 func vipMeta(vs *vipState) bpf.BalancerVipMeta {
 	return bpf.BalancerVipMeta{VipNum: vs.num, Flags: uint32(kernelFlags(vs.VIP)), RingSize: vs.RingSize}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"vipcast/internal/testpkt"
 	"vipcast/internal/testutil"
@@ -70,14 +72,36 @@ func mustVIP(t *testing.T, b *Balancer, key string, flags VIPFlags, reals ...str
 }
 
 // run passes one frame through the program and returns action and output.
+// It runs on CPU 0: the connection table is per CPU, and a flow's second
+// packet must meet the table its first packet filled.
 func run(t *testing.T, prog *ebpf.Program, in []byte) (uint32, []byte) {
 	t.Helper()
 	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256), Repeat: 1}
-	ret, err := prog.Run(opts)
+	var ret uint32
+	err := onCPU(0, func() (err error) {
+		ret, err = prog.Run(opts)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("prog.Run: %v", err)
 	}
 	return ret, opts.DataOut
+}
+
+// onCPU runs fn on a thread bound to one CPU, and unbinds it afterwards.
+func onCPU(cpu int, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var orig, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		return err
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return err
+	}
+	defer unix.SchedSetaffinity(0, &orig)
+	return fn()
 }
 
 // Frame builders for the tests: client -> LB and LB -> gateway.

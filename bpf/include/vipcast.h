@@ -34,7 +34,7 @@ struct vip_key {
 	__u32 addr[4];
 	__be16 port; /* 0: the VIP matches every port */
 	__u8 proto;
-	__u8 pad;
+	__u8 family; /* 4 or 6: keeps 1.2.3.4 apart from 102:304:: */
 };
 
 struct vip_meta {

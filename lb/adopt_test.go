@@ -1,0 +1,109 @@
+package lb
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"vipcast/internal/testpkt"
+	"vipcast/internal/testutil"
+)
+
+func TestRestartAdoptsPinnedState(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if err := EnsureBPFFS(); err != nil {
+		t.Fatal(err)
+	}
+	pins := filepath.Join("/sys/fs/bpf", "vipcast-test-"+testutil.RunID())
+	t.Cleanup(func() { _ = RemovePins(pins) })
+	cfg := Config{PinPath: pins, ConnTableSize: 4096, FallbackTableSize: 1024, MaxVIPs: 8, MaxReals: 64}
+
+	first := cfg
+	first.GatewayMAC = gwMAC
+	b1, err := New(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b1.Adopted() {
+		t.Fatal("a fresh pin directory was reported as adopted")
+	}
+	k := mustVIP(t, b1, "10.200.1.1:80/tcp", FlagNoSrcPort)
+	v6 := mustVIP(t, b1, "[102:304::]:80/tcp", 0, "fc00::1") // looks like 1.2.3.4 in the first word
+	reals := []Real{{Addr: addr("10.0.0.1"), Weight: 1}, {Addr: addr("10.0.0.2"), Weight: 2}, {Addr: addr("10.0.0.3"), Weight: 3, State: Down}}
+	if err := b1.SetReals(k, reals); err != nil {
+		t.Fatal(err)
+	}
+	syn := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPSyn))
+	ack := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPAck))
+	_, out := run(t, b1.Program(), syn)
+	firstReal := netip.AddrFrom4([4]byte(out[30:34]))
+	b1.Close()
+
+	// The restarted daemon knows no gateway yet: it must keep the old one.
+	b2, err := New(cfg)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	if !b2.Adopted() {
+		t.Fatal("restart did not adopt the pinned state")
+	}
+	if got := b2.GatewayMAC(); got.String() != gwMAC.String() {
+		t.Fatalf("gateway after restart %v, want %v", got, gwMAC)
+	}
+	infos := b2.VIPs()
+	if len(infos) != 2 || infos[0].Key != k || infos[1].Key != v6 || infos[0].Flags != FlagNoSrcPort {
+		t.Fatalf("adopted VIPs %+v", infos)
+	}
+	if len(infos[0].Reals) != 3 || infos[0].Reals[2].State != Down || infos[0].Reals[0].Weight != 0 {
+		t.Fatalf("adopted reals %+v (weights are unknown until SetReals; 10.0.0.3 down)", infos[0].Reals)
+	}
+	// The established flow still goes where it went: the table survived.
+	before, _ := b2.Stats()
+	act, out := run(t, b2.Program(), ack)
+	if act != xdpTx || netip.AddrFrom4([4]byte(out[30:34])) != firstReal {
+		t.Fatalf("after restart: action %d to %s, want TX to %s", act, testpkt.Describe(out), firstReal)
+	}
+	if after, _ := b2.Stats(); after.ConnHit != before.ConnHit+1 {
+		t.Fatalf("not a connection-table hit after restart")
+	}
+	// Restating the same reals keeps the ring: new flows land as before.
+	if err := b2.SetReals(k, reals); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		client := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		frame := ethIn(testpkt.EtherTypeIPv4, tcp4(client.String(), 1000, "10.200.1.1", 80, testpkt.TCPSyn))
+		_, out := run(t, b2.Program(), frame)
+		want, err := b2.RealFor(k, Flow{Src: netip.AddrPortFrom(client, 1000), Dst: netip.AddrPortFrom(k.Addr, 80), Proto: TCP})
+		if err != nil || netip.AddrFrom4([4]byte(out[30:34])) != want {
+			t.Fatalf("flow %d: kernel %s, RealFor %s (%v)", i, testpkt.Describe(out), want, err)
+		}
+	}
+
+	t.Run("incompatible size is refused clearly", func(t *testing.T) {
+		bad := cfg
+		bad.MaxVIPs = 16
+		_, err := New(bad)
+		if err == nil || !errors.Is(err, ebpf.ErrMapIncompatible) || !strings.Contains(err.Error(), "vipcastd --cleanup") {
+			t.Fatalf("error %v", err)
+		}
+	})
+
+	t.Run("RemovePins is idempotent", func(t *testing.T) {
+		if err := RemovePins(pins); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(pins); !os.IsNotExist(err) {
+			t.Fatalf("pin directory still there: %v", err)
+		}
+		if err := RemovePins(pins); err != nil {
+			t.Fatalf("second RemovePins: %v", err)
+		}
+	})
+}
