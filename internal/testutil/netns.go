@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +45,11 @@ func NewNS(t testing.TB, id, role string) *NS {
 	t.Cleanup(func() {
 		// Kill what still runs inside, then delete; both best effort.
 		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			self := strconv.Itoa(os.Getpid())
 			for _, pid := range strings.Fields(string(out)) {
-				_ = exec.Command("kill", "-9", pid).Run()
+				if pid != self {
+					_ = exec.Command("kill", "-9", pid).Run()
+				}
 			}
 		}
 		_ = exec.Command("ip", "netns", "del", name).Run()
@@ -105,9 +110,13 @@ func (n *NS) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: it dies with the goroutine rather
-		// than returning to the pool in the wrong namespace.
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current namespace: %w", err)
+			return // the locked thread ends with the goroutine
+		}
+		defer orig.Close()
 		target, err := netns.GetFromPath(n.Path)
 		if err != nil {
 			errc <- fmt.Errorf("open %s: %w", n.Path, err)
@@ -118,7 +127,13 @@ func (n *NS) Do(fn func() error) error {
 			errc <- fmt.Errorf("enter %s: %w", n.Name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// Only a thread back in its own namespace may serve other
+		// goroutines; one that cannot return stays locked and ends.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

@@ -33,7 +33,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define FRAME_MAX 128  /* largest template frame; lengths are multiples of 8 */
-#define SAMPLE_MAX 192 /* largest frame the peer copies out for inspection */
+#define SAMPLE_MAX 256 /* the sample buffer; frames up to SAMPLE_MAX-1 bytes are copied whole */
 
 /* The template is Ethernet + IPv4 (no options) + TCP. */
 #define OFF_IP ETH_HLEN
@@ -75,7 +75,7 @@ struct peer_stats {
 };
 
 struct sample {
-	__u32 req; /* set by Go: copy the next received frame */
+	__u32 req; /* set by Go to n > 0: copy the n-th frame received from now */
 	__u32 len;
 	__u8 data[SAMPLE_MAX];
 };
@@ -130,19 +130,20 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 }
 
 /* Copies the frame into the sample map when Go asked for one. */
-static __always_inline void take_sample(struct xdp_md *ctx, __u32 len)
+static __always_inline void take_sample(struct xdp_md *ctx, __u64 len)
 {
 	__u32 zero = 0;
 	struct sample *s = bpf_map_lookup_elem(&sample, &zero);
 
 	if (!s || !s->req)
 		return;
-	if (len > SAMPLE_MAX)
-		len = SAMPLE_MAX;
+	if (--s->req) /* req counts down: copy the req-th frame from now */
+		return;
+	if (len > SAMPLE_MAX - 1)
+		len = SAMPLE_MAX - 1;
 	if (len == 0 || bpf_xdp_load_bytes(ctx, 0, s->data, len))
 		return;
 	s->len = len;
-	s->req = 0;
 }
 
 /* Returns how many bytes precede the template's position in the frame
@@ -251,7 +252,7 @@ int bench_peer(struct xdp_md *ctx)
 	if (!cfg || !st)
 		return XDP_PASS;
 	st->frames++;
-	take_sample(ctx, data_end - data);
+	take_sample(ctx, (__u64)(data_end - data));
 
 	off = check_frame(cfg, data, data_end);
 	if (off < 0 || off > 64) {

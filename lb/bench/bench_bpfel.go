@@ -45,7 +45,7 @@ type BenchSample struct {
 	_    structs.HostLayout
 	Req  uint32
 	Len  uint32
-	Data [192]uint8
+	Data [256]uint8
 }
 
 // Names of all BPF objects in the ELF.
