@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-dirs=$(grep -l 'go:generate go tool bpf2go' $(git ls-files '*gen.go') | xargs -n1 dirname | sort -u)
+dirs=$(grep -l 'go:generate go tool bpf2go' $(git ls-files '*gen.go' '**/gen.go') 2>/dev/null | xargs -n1 dirname | sort -u)
 cp go.mod go.sum "$tmp/"
 status=0
 for d in $dirs; do
@@ -30,5 +30,15 @@ for d in $dirs; do
 		[ -e "$tmp/$f" ] || { echo "check-generated: $f is in the tree but no longer generated" >&2; status=1; }
 	done
 done
-[ $status -eq 0 ] && echo "check-generated: BPF objects and bindings are up to date ($(echo $dirs | wc -w) packages)"
+# The API: protoc output must match the committed .pb.go files.
+mkdir -p "$tmp/api"
+cp api/vipcast.proto api/gen.go "$tmp/api/"
+(cd "$tmp/api" && go generate ./gen.go)
+for f in api/vipcast.pb.go api/vipcast_grpc.pb.go; do
+	if ! cmp -s "$f" "$tmp/$f"; then
+		echo "check-generated: $f differs from a fresh 'make generate'" >&2
+		status=1
+	fi
+done
+[ $status -eq 0 ] && echo "check-generated: BPF objects, bindings and API code are up to date ($(echo $dirs | wc -w) packages)"
 exit $status
