@@ -75,11 +75,12 @@ struct {
 
 /* The connection table: one LRU per forwarding CPU, so CPUs never contend
  * and each table can live on its CPU's NUMA node. A CPU without a table
- * uses the shared fallback table. */
+ * uses the shared fallback table. Each table is used by one CPU only, so
+ * per-CPU LRU lists (BPF_F_NO_COMMON_LRU) would only split its capacity,
+ * and the kernel refuses them together with a NUMA node. */
 struct conn_table {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1000);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	/* Sizes, not types: clang emits struct types two pointers deep as
 	 * forward declarations, which loaders cannot size. */
 	__uint(key_size, sizeof(struct flow_key));

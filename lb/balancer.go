@@ -102,6 +102,10 @@ func New(cfg Config) (*Balancer, error) {
 		realIDs:  newIDPool(1, uint32(cfg.MaxReals)), // id 0 marks an empty slot
 		ncpu:     ncpu,
 	}
+	if cfg.NUMANodes != nil {
+		// Inner maps must match the template's flags, NUMA flag included.
+		spec.Maps["conn_tables"].InnerMap.Flags |= unix.BPF_F_NUMA_NODE
+	}
 	var opts *ebpf.CollectionOptions
 	if cfg.PinPath != "" {
 		if err := os.MkdirAll(cfg.PinPath, 0o700); err != nil {
@@ -187,7 +191,6 @@ func (b *Balancer) createConnTables() error {
 			KeySize:    uint32(binarySize[bpf.BalancerFlowKey]()),
 			ValueSize:  uint32(binarySize[bpf.BalancerConn]()),
 			MaxEntries: uint32(per),
-			Flags:      unix.BPF_F_NO_COMMON_LRU,
 		}
 		if b.cfg.NUMANodes != nil {
 			spec.Flags |= unix.BPF_F_NUMA_NODE
@@ -665,4 +668,29 @@ func (b *Balancer) zeroCounter(m *ebpf.Map, idx uint32) error {
 		return fmt.Errorf("reset counters %d: %w", idx, err)
 	}
 	return nil
+}
+
+// ConnTable describes one CPU's connection table.
+type ConnTable struct {
+	CPU     int
+	Node    int // NUMA node, -1 when not set
+	Entries int
+}
+
+// ConnTables lists the per-CPU connection tables and an estimate of the
+// kernel memory they may take when full (key, value and the LRU hash's
+// per-element overhead).
+func (b *Balancer) ConnTables() (tables []ConnTable, bytes uint64) {
+	per := b.cfg.ConnTableSize / len(b.cfg.ForwardingCPUs)
+	const elemOverhead = 48 // htab_elem: hash node, LRU node, hash and padding
+	elem := uint64(binarySize[bpf.BalancerFlowKey]() + binarySize[bpf.BalancerConn]() + elemOverhead)
+	for i, cpu := range b.cfg.ForwardingCPUs {
+		node := -1
+		if b.cfg.NUMANodes != nil {
+			node = b.cfg.NUMANodes[i]
+		}
+		tables = append(tables, ConnTable{CPU: cpu, Node: node, Entries: per})
+		bytes += uint64(per) * elem
+	}
+	return tables, bytes
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"vipcast/internal/testpkt"
 )
 
@@ -237,5 +239,30 @@ func TestFallbackTable(t *testing.T) {
 	}
 	if st.FallbackHit != 1 || st.ConnHit != 0 || st.ConnMissTcpSyn != 1 {
 		t.Fatalf("fallback %d, per-CPU hits %d, SYN misses %d; want 1, 0, 1", st.FallbackHit, st.ConnHit, st.ConnMissTcpSyn)
+	}
+}
+
+func TestForwardingCoresGetTables(t *testing.T) {
+	b := newTestBalancer(t, Config{ForwardingCPUs: []int{1}, NUMANodes: []int{0}, ConnTableSize: 5000})
+	for cpu, want := range map[uint32]bool{0: false, 1: true} {
+		var m *ebpf.Map
+		err := b.objs.ConnTables.Lookup(cpu, &m)
+		if got := err == nil; got != want {
+			t.Fatalf("CPU %d has a table: %v, want %v (%v)", cpu, got, want, err)
+		}
+		if m != nil {
+			if m.MaxEntries() != 5000 {
+				t.Errorf("CPU %d table has %d entries, want 5000", cpu, m.MaxEntries())
+			}
+			m.Close()
+		}
+	}
+	tables, bytes := b.ConnTables()
+	if len(tables) != 1 || tables[0] != (ConnTable{CPU: 1, Node: 0, Entries: 5000}) || bytes == 0 {
+		t.Fatalf("ConnTables() = %+v, %d bytes", tables, bytes)
+	}
+	if _, err := New(Config{ForwardingCPUs: []int{0}, NUMANodes: []int{7}, ConnTableSize: 10}); err == nil ||
+		!strings.Contains(err.Error(), "CPU 0") {
+		t.Fatalf("table on a missing NUMA node: %v", err)
 	}
 }

@@ -35,6 +35,7 @@ var (
 	flagRounds  = flag.Int("dataplane.rounds", 5, "measured rounds of every data-plane scenario")
 	flagPackets = flag.Int("dataplane.packets", 3_000_000, "packets per scenario per round")
 	flagWarmup  = flag.Int("dataplane.warmup", 2_000_000, "packets per scenario in the warm-up round (the miss scenario needs more than its table holds)")
+	flagOnly    = flag.String("dataplane.only", "", "comma-separated scenario ids to run besides the floor (e.g. c-miss, for profiling); default all")
 )
 
 const (
@@ -43,6 +44,7 @@ const (
 	cycledFlows = 100_000
 	sampleAt    = 1000 // the peer copies the 1000th frame of a warm-up run: a recycled buffer
 	controlPkts = 200_000
+	profilePkts = 1_000_000
 )
 
 var (
@@ -383,7 +385,7 @@ func checkFloorSample(tmpl []byte) func([]byte, *delta) error {
 // to one of the VIP's reals, from 172.16.x.y crafted from the client.
 func (e *dataPlane) checkEncapSample(wantClient func(netip.Addr, uint16) bool, oneReal bool) func([]byte, *delta) error {
 	return func(got []byte, d *delta) error {
-		if len(got) < 14+20+14+20+20 {
+		if len(got) < 14+20+20+20 {
 			return fmt.Errorf("sampled frame too short: %s", testpkt.Describe(got))
 		}
 		inner := got[14+20:]
@@ -576,7 +578,13 @@ func BenchmarkDataPlane(b *testing.B) {
 	// Warm-up: fills the tables (the miss scenario's to capacity, so that
 	// every measured insert evicts, as on a busy balancer), faults in
 	// everything, and checks one transmitted frame of each scenario.
+	selected := func(s *scenario) bool {
+		return *flagOnly == "" || s.id == "a-floor" || slices.Contains(strings.Split(*flagOnly, ","), s.id)
+	}
 	for _, s := range scenarios {
+		if !selected(s) {
+			continue
+		}
 		req := uint32(0)
 		if s.sample != nil {
 			req = sampleAt
@@ -609,20 +617,26 @@ func BenchmarkDataPlane(b *testing.B) {
 			b.Fatalf("%s: warm-up invalid: %v", s.id, err)
 		}
 	}
-	used, maxEntries, err := connTableEntries(balMiss, cpu)
-	if err != nil {
-		b.Fatalf("count connection-table entries: %v", err)
+	var notes []string
+	note := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
+	if selected(scenarios[2]) {
+		used, maxEntries, err := connTableEntries(balMiss, cpu)
+		if err != nil {
+			b.Fatalf("count connection-table entries: %v", err)
+		}
+		note("miss scenario: the connection table of CPU %d holds %d entries after warm-up (max_entries %d): full, so every measured miss inserts and evicts",
+			cpu, used, maxEntries)
 	}
-	b.Logf("miss scenario: connection table of CPU %d holds %d entries after warm-up (max_entries %d); every measured miss inserts and evicts",
-		cpu, used, maxEntries)
 
 	// Control: without the restore the balancer sees its own output again.
-	_, d, err := e.run(scenarios[1], controlPkts, false, 0)
-	if err != nil {
-		b.Fatal(err)
+	if selected(scenarios[1]) {
+		_, d, err := e.run(scenarios[1], controlPkts, false, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		note("control run without the restore: the balancer forwarded %.1f%% of %d packets and passed %.1f%% (its own IPIP output); with the restore: 100%% in every run",
+			100*float64(d.lb.XdpTx)/float64(d.n), d.n, 100*float64(d.lb.XdpPass)/float64(d.n))
 	}
-	b.Logf("control (peer does not restore): balancer forwarded %.1f%% of %d packets, passed %.1f%% (its own IPIP output); with the restore: 100%%",
-		100*float64(d.lb.XdpTx)/float64(d.n), d.n, 100*float64(d.lb.XdpPass)/float64(d.n))
 
 	res := make(map[string]*result)
 	for _, s := range scenarios {
@@ -634,6 +648,9 @@ func BenchmarkDataPlane(b *testing.B) {
 		// Rotate the order so no scenario always follows the same one.
 		for i := range scenarios {
 			s := scenarios[(i+r)%len(scenarios)]
+			if !selected(s) {
+				continue
+			}
 			ns, d, err := e.run(s, packets, true, 0)
 			if err != nil {
 				b.Fatal(err)
@@ -646,46 +663,126 @@ func BenchmarkDataPlane(b *testing.B) {
 			}
 			roundNS[s.id] = ns
 		}
-		for _, s := range scenarios {
-			res[s.id].ns = append(res[s.id].ns, roundNS[s.id])
-			res[s.id].ratio = append(res[s.id].ratio, roundNS[s.id]/roundNS["a-floor"])
+		for id, ns := range roundNS {
+			res[id].ns = append(res[id].ns, ns)
+			res[id].ratio = append(res[id].ratio, ns/roundNS["a-floor"])
 		}
+	}
+	if selected(scenarios[2]) {
+		note("miss scenario: %d of %d packets (%.4f%%) repeated the template flow (buffers fresh from the page pool); all others missed",
+			pristine, uint64(rounds)*uint64(packets), 100*float64(pristine)/float64(uint64(rounds)*uint64(packets)))
+	}
+
+	// Profile: the programs' own run time (kernel BPF stats, which add a
+	// little per run, so these runs are not part of the figures above).
+	prof, err := e.profile(scenarios, selected)
+	if err != nil {
+		b.Fatal(err)
 	}
 	leave()
 
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "data plane, live frames over a veth, CPU %d, %d rounds x %d packets (64-byte TCP frames), batch %d; medians:\n",
 		cpu, rounds, packets, batchSize)
-	fmt.Fprintf(&tbl, "  %-40s %8s %7s %8s   %s\n", "scenario", "ns/pkt", "Mpps", "x floor", "ns/pkt per round")
+	fmt.Fprintf(&tbl, "  %-40s %8s %7s %8s %9s %9s   %s\n", "scenario", "ns/pkt", "Mpps", "x floor", "prog ns", "peer ns", "ns/pkt per round")
 	for _, s := range scenarios {
 		r := res[s.id]
+		if len(r.ns) == 0 {
+			continue
+		}
 		ns := median(r.ns)
 		per := make([]string, len(r.ns))
 		for i, v := range r.ns {
 			per[i] = fmt.Sprintf("%.1f", v)
 		}
-		fmt.Fprintf(&tbl, "  %-40s %8.1f %7.2f %8.2f   %s\n", s.name, ns, 1e3/ns, median(r.ratio), strings.Join(per, " "))
+		peer := "-"
+		if s.peer != nil {
+			peer = fmt.Sprintf("%.1f", prof[s.id].peer)
+		}
+		fmt.Fprintf(&tbl, "  %-40s %8.1f %7.2f %8.2f %9.1f %9s   %s\n", s.name, ns, 1e3/ns, median(r.ratio), prof[s.id].prog, peer, strings.Join(per, " "))
 	}
-	passRatio := make([]float64, rounds)
-	for i := range passRatio {
-		passRatio[i] = res["e-pass"].ns[i] / res["e-bare-pass"].ns[i]
+	var passRatio []float64
+	if a, c := res["e-pass"].ns, res["e-bare-pass"].ns; len(a) == rounds && len(c) == rounds {
+		for i := range a {
+			passRatio = append(passRatio, a[i]/c[i])
+		}
+		fmt.Fprintf(&tbl, "  balancer pass / bare pass: %.2f\n", median(passRatio))
 	}
-	fmt.Fprintf(&tbl, "  balancer pass / bare pass: %.2f\n", median(passRatio))
-	fmt.Fprintf(&tbl, "  miss scenario: %d of %d packets (%.4f%%) were template repeats in fresh page-pool buffers",
-		pristine, uint64(rounds)*uint64(packets), 100*float64(pristine)/float64(uint64(rounds)*uint64(packets)))
-	b.Log(tbl.String())
+	tbl.WriteString("  prog ns, peer ns: run time of the measured program and of bench_peer alone (kernel BPF stats, separate runs)\n")
+	for _, n := range notes {
+		tbl.WriteString("  " + n + "\n")
+	}
 
 	for _, s := range scenarios {
 		r := res[s.id]
+		if len(r.ns) == 0 {
+			continue
+		}
 		b.Run(s.id, func(b *testing.B) {
 			ns := median(r.ns)
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(ns, "ns/pkt")
 			b.ReportMetric(1e3/ns, "Mpps")
 			b.ReportMetric(median(r.ratio), "x-floor")
-			if s.id == "e-pass" {
+			if s.id == "e-pass" && passRatio != nil {
 				b.ReportMetric(median(passRatio), "x-bare-pass")
 			}
 		})
 	}
+	// A benchmark's own log shows only with -v once it has sub-benchmarks;
+	// a last one carries the table.
+	b.Run("summary", func(b *testing.B) {
+		b.ReportMetric(0, "ns/op")
+		b.Log(tbl.String())
+	})
+}
+
+type progTimes struct{ prog, peer float64 }
+
+// profile runs every selected scenario once more with the kernel's BPF run
+// time statistics on and returns each program's own time per run.
+func (e *dataPlane) profile(scenarios []*scenario, selected func(*scenario) bool) (map[string]progTimes, error) {
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return nil, fmt.Errorf("enable BPF run-time stats: %w", err)
+	}
+	defer stats.Close()
+	out := make(map[string]progTimes)
+	for _, s := range scenarios {
+		if !selected(s) {
+			continue
+		}
+		p0, err := s.prog.Stats()
+		if err != nil {
+			return nil, err
+		}
+		q0, err := e.objs.BenchPeer.Stats()
+		if err != nil {
+			return nil, err
+		}
+		_, d, err := e.run(s, profilePkts, true, 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.check(d); err != nil {
+			return nil, fmt.Errorf("%s: profile run invalid: %w", s.id, err)
+		}
+		p1, err := s.prog.Stats()
+		if err != nil {
+			return nil, err
+		}
+		q1, err := e.objs.BenchPeer.Stats()
+		if err != nil {
+			return nil, err
+		}
+		var t progTimes
+		if n := p1.RunCount - p0.RunCount; n > 0 {
+			t.prog = float64(p1.Runtime-p0.Runtime) / float64(n)
+		}
+		if n := q1.RunCount - q0.RunCount; n > 0 {
+			t.peer = float64(q1.Runtime-q0.Runtime) / float64(n)
+		}
+		out[s.id] = t
+	}
+	return out, nil
 }
