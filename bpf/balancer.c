@@ -143,6 +143,7 @@ struct packet {
 	__u8 is_v6;    /* the packet (and so the VIP) is IPv6 */
 	__u8 tcp_flags;
 	__u8 icmp_err; /* an ICMP error steered by its quoted flow */
+	__u8 src_zeroed; /* dport_only VIP: the outer source ignores the client address */
 };
 
 static __always_inline int is_vip_addr(const __u32 *addr, int is_v6)
@@ -294,7 +295,8 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 static __always_inline void craft_src_v4(__u8 *out, const struct lb_config *cfg,
 					 const struct packet *p)
 {
-	const __u8 *s = (const __u8 *)&p->flow.src[0];
+	__u32 client = p->src_zeroed ? 0 : p->flow.src[0];
+	const __u8 *s = (const __u8 *)&client;
 	const __u8 *port = (const __u8 *)&p->flow.sport;
 
 	out[0] = cfg->v4_prefix[0];
@@ -307,7 +309,7 @@ static __always_inline void craft_src_v6(__u8 *out, const struct lb_config *cfg,
 					 const struct packet *p)
 {
 	/* The low 32 bits of the client address: word 3 for IPv6, word 0 for IPv4. */
-	__u32 low = p->is_v6 ? p->flow.src[3] : p->flow.src[0];
+	__u32 low = p->src_zeroed ? 0 : p->is_v6 ? p->flow.src[3] : p->flow.src[0];
 	const __u8 *s = (const __u8 *)&low;
 	const __u8 *port = (const __u8 *)&p->flow.sport;
 
@@ -623,6 +625,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct 
 	if (!cfg)
 		return XDP_DROP;
 
+	/* Katran's rule for dport_only VIPs, kept so both agree on the wire. */
+	p->src_zeroed = !!(vip->flags & VIP_F_DPORT_ONLY);
 	real = pick_real(p, vip, st, &real_id);
 	if (!real) {
 		st->drop_no_real++;

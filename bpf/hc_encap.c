@@ -55,17 +55,19 @@ int vipcast_hc_encap(struct __sk_buff *skb)
 	struct hc_config *cfg;
 	struct hc_real *real;
 
+	/* Traffic that is not ours continues to whatever program comes next
+	 * (TC_ACT_UNSPEC is tcx's "next"); TC_ACT_OK would end the chain. */
 	if (!st)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (mark == 0) {
 		st->no_mark++;
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 	real = bpf_map_lookup_elem(&hc_reals, &mark);
 	cfg = bpf_map_lookup_elem(&hc_cfg, &zero);
 	if (!real || !cfg) {
 		st->unknown_mark++;
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 
 	__u16 inner_proto = skb->protocol;
@@ -76,7 +78,7 @@ int vipcast_hc_encap(struct __sk_buff *skb)
 		inner_v6 = 1;
 	else {
 		st->not_ip++;
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 	__u32 inner_len = skb->len - sizeof(struct ethhdr);
 	int outer_v6 = real->flags & REAL_F_IPV6;

@@ -13,6 +13,7 @@ import (
 )
 
 const (
+	tcActUnspec   = ^uint32(0) // -1: continue with the next program
 	tcActOK       = 0
 	tcActRedirect = 7
 )
@@ -73,8 +74,8 @@ func TestHealthcheckEncap(t *testing.T) {
 		want     uint32
 		out      []byte
 	}{
-		{"no mark: untouched", 0, ethIn(testpkt.EtherTypeIPv4, udp), 0, tcActOK, nil},
-		{"unknown mark: untouched", 0, ethIn(testpkt.EtherTypeIPv4, udp), 99, tcActOK, nil},
+		{"no mark: untouched, next program", 0, ethIn(testpkt.EtherTypeIPv4, udp), 0, tcActUnspec, nil},
+		{"unknown mark: untouched, next program", 0, ethIn(testpkt.EtherTypeIPv4, udp), 99, tcActUnspec, nil},
 		{"v4 UDP, mark 1", 0, ethIn(testpkt.EtherTypeIPv4, udp), 1, tcActOK, ipip("10.0.0.1", udp)},
 		{"v4 TCP, mark 2", 0, ethIn(testpkt.EtherTypeIPv4, tcp), 2, tcActOK, ipip("10.0.0.2", tcp)},
 		{"v6 TCP, mark 3 (IP6IP6)", 0, ethIn(testpkt.EtherTypeIPv6, tcpV6), 3, tcActOK, in6("fc00::1", testpkt.ProtoIPv6, tcpV6)},
@@ -159,7 +160,7 @@ func TestHealthcheckMarks(t *testing.T) {
 	}
 	// A deleted mark leaves packets untouched again.
 	frame := ethIn(testpkt.EtherTypeIPv4, udp4("192.168.1.1", 1, "10.200.1.1", 80, payload))
-	if act, out := runSKB(t, h.Program(), frame, 2); act != tcActOK || testpkt.Diff(out, frame) != "" {
+	if act, out := runSKB(t, h.Program(), frame, 2); act != tcActUnspec || testpkt.Diff(out, frame) != "" {
 		t.Fatalf("deleted mark still encapsulates: action %d %s", act, testpkt.Describe(out))
 	}
 }

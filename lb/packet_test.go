@@ -207,6 +207,7 @@ func standardVIPs(t *testing.T, b *Balancer) {
 	mustVIP(t, b, "[fc00:1::1]:80/tcp", 0, "fc00::3")
 	mustVIP(t, b, "[fc00:1::1]:53/udp", 0, "fc00::2")
 	mustVIP(t, b, "10.200.1.9:80/tcp", 0) // no reals
+	mustVIP(t, b, "10.200.1.4:0/tcp", FlagDportOnly, "10.0.0.2")
 }
 
 func TestForwarding(t *testing.T) {
@@ -223,6 +224,7 @@ func TestForwarding(t *testing.T) {
 		Packet(testpkt.TCP{SrcPort: 31337, DstPort: 80, Flags: testpkt.TCPAck, Window: 8192}.Segment(addr("fc00:2::1"), addr("fc00:1::1"), payload))
 	udpV6 := v6("fc00:2::1", "fc00:1::1", testpkt.ProtoUDP, testpkt.UDP{SrcPort: 5353, DstPort: 53}.Datagram(addr("fc00:2::1"), addr("fc00:1::1"), payload))
 	tosV4 := withTOS(ackV4, 0x8c)
+	dportOnly := tcp4("192.168.1.1", 31337, "10.200.1.4", 42, testpkt.TCPAck)
 
 	// Outer sources by the documented rule: IPv4 172.16.(c^lo(sport)).(d^hi(sport));
 	// IPv6 100:: + (low 32 bits of the client ^ sport<<16). 31337 = 0x7a69.
@@ -236,6 +238,8 @@ func TestForwarding(t *testing.T) {
 		{"v6 TCP", ethIn(testpkt.EtherTypeIPv6, tcpV6), xdpTx, ip6Out("100::7a69:1", "fc00::3", 0, tcpV6), func(s Stats) uint64 { return s.ConnMissTcpOther }},
 		{"v6 traffic class copied", ethIn(testpkt.EtherTypeIPv6, tcpV6tc), xdpTx, ip6Out("100::7a69:1", "fc00::3", 0x8c, tcpV6tc), nil},
 		{"v6 UDP", ethIn(testpkt.EtherTypeIPv6, udpV6), xdpTx, ip6Out("100::14e9:1", "fc00::2", 0, udpV6), func(s Stats) uint64 { return s.ConnMissUdp }},
+		// dport_only: the outer source mixes the port into 0.0.0.0, as Katran does.
+		{"dport_only outer source", ethIn(testpkt.EtherTypeIPv4, dportOnly), xdpTx, ipip4Out("172.16.105.122", "10.0.0.2", 0, dportOnly), nil},
 		{"VIP without reals", ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.9", 80, testpkt.TCPSyn)), xdpDrop, nil, func(s Stats) uint64 { return s.DropNoReal }},
 		{"v4 unknown port", ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 82, testpkt.TCPAck)), xdpPass, nil, func(s Stats) uint64 { return s.XdpPass }},
 		{"v6 unknown port", ethIn(testpkt.EtherTypeIPv6, tcp6("fc00:2::1", 31337, "fc00:1::1", 82, testpkt.TCPAck, payload)), xdpPass, nil, nil},
@@ -260,6 +264,10 @@ func TestICMP(t *testing.T) {
 		testpkt.ICMPv6{Type: 128, Rest: testpkt.EchoRest(9, 2)}.Message(addr("fc00:2::1"), addr("fc00:1::1"), payload))
 	echo6Rep := v6("fc00:1::1", "fc00:2::1", testpkt.ProtoICMPv6,
 		testpkt.ICMPv6{Type: 129, Rest: testpkt.EchoRest(9, 2)}.Message(addr("fc00:1::1"), addr("fc00:2::1"), payload))
+	// A request whose reply sums to zero: the reply's checksum must be 0xffff.
+	zeroReq := v4("192.168.1.1", "10.200.1.3", testpkt.ProtoICMP, testpkt.ICMPv4{Type: 8}.Message(nil))
+	zeroRep := testpkt.IPv4{ID: 1, TTL: 64, Proto: testpkt.ProtoICMP, Src: addr("10.200.1.3"), Dst: addr("192.168.1.1")}.
+		Packet([]byte{0, 0, 0xff, 0xff, 0, 0, 0, 0})
 	reply := func(typ uint16, ip []byte) []byte {
 		return testpkt.Eth{Dst: clientMAC, Src: lbMAC, Type: typ}.Frame(ip)
 	}
@@ -279,6 +287,7 @@ func TestICMP(t *testing.T) {
 	cases := []packetCase{
 		{"v4 echo to a VIP", ethIn(testpkt.EtherTypeIPv4, echoReq), xdpTx, reply(testpkt.EtherTypeIPv4, echoRep), func(s Stats) uint64 { return s.IcmpEchoReply }},
 		{"v6 echo to a VIP", ethIn(testpkt.EtherTypeIPv6, echo6Req), xdpTx, reply(testpkt.EtherTypeIPv6, echo6Rep), func(s Stats) uint64 { return s.IcmpEchoReply }},
+		{"v4 echo whose reply sums to zero", ethIn(testpkt.EtherTypeIPv4, zeroReq), xdpTx, reply(testpkt.EtherTypeIPv4, zeroRep), nil},
 		{"v4 echo to the host (not a VIP)", ethIn(testpkt.EtherTypeIPv4, v4("192.168.1.1", "192.0.2.2", testpkt.ProtoICMP, echo)), xdpPass, nil, nil},
 		{"v4 frag-needed steered to the flow's real", ethIn(testpkt.EtherTypeIPv4, fragNeeded), xdpTx, ipip4Out("172.16.104.123", "10.0.0.3", 0, fragNeeded), func(s Stats) uint64 { return s.IcmpErrorFwd }},
 		{"v6 packet-too-big steered to the flow's real", ethIn(testpkt.EtherTypeIPv6, ptb), xdpTx, ip6Out("100::7a69:1", "fc00::3", 0, ptb), func(s Stats) uint64 { return s.IcmpErrorFwd }},

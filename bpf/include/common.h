@@ -72,7 +72,9 @@ static __always_inline void csum_replace16(__u16 *csum, __u16 old, __u16 new)
 
 	sum += (__u16)~old;
 	sum += new;
-	*csum = csum_fold(sum);
+	/* A message that sums to zero needs 0xffff: with 0x0000 it would not
+	 * verify. 0xffff is correct in every other case 0x0000 would be. */
+	*csum = csum_fold(sum) ?: 0xffff;
 }
 
 static __always_inline int is_zero_mac(const __u8 *mac)

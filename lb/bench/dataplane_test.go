@@ -35,6 +35,7 @@ var (
 	flagRounds  = flag.Int("dataplane.rounds", 5, "measured rounds of every data-plane scenario")
 	flagPackets = flag.Int("dataplane.packets", 3_000_000, "packets per scenario per round")
 	flagWarmup  = flag.Int("dataplane.warmup", 2_000_000, "packets per scenario in the warm-up round (the miss scenario needs more than its table holds)")
+	flagMissTbl = flag.Int("dataplane.misstable", 0, "connection-table size (lb.Config.ConnTableSize) of the miss scenario's balancer; 0: lb's default")
 	flagOnly    = flag.String("dataplane.only", "", "comma-separated scenario ids to run besides the floor (e.g. c-miss, for profiling); default all")
 )
 
@@ -414,9 +415,9 @@ func (e *dataPlane) checkEncapSample(wantClient func(netip.Addr, uint16) bool, o
 	}
 }
 
-func (e *dataPlane) newBalancer(b *testing.B) *lb.Balancer {
+func (e *dataPlane) newBalancer(b *testing.B, tableSize int) *lb.Balancer {
 	b.Helper()
-	bal, err := lb.New(lb.Config{GatewayMAC: gwMAC, ForwardingCPUs: []int{e.cpu}})
+	bal, err := lb.New(lb.Config{GatewayMAC: gwMAC, ForwardingCPUs: []int{e.cpu}, ConnTableSize: tableSize})
 	if err != nil {
 		b.Fatalf("lb.New: %v", err)
 	}
@@ -541,7 +542,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	// One balancer per table-using scenario, so none disturbs another's
 	// connection table; each has lb's default table (1,000,000 entries) on
 	// the pinned CPU alone.
-	balHit, balMiss, balFlows := e.newBalancer(b), e.newBalancer(b), e.newBalancer(b)
+	balHit, balMiss, balFlows := e.newBalancer(b, 0), e.newBalancer(b, *flagMissTbl), e.newBalancer(b, 0)
 
 	established := tcpFrame(clientAddr, clientPort, vipKey.Addr, testpkt.TCPAck)
 	syn := tcpFrame(clientAddr, clientPort, vipKey.Addr, testpkt.TCPSyn)
