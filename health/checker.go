@@ -168,6 +168,7 @@ func (c *Checker) Events() <-chan Event { return c.events }
 // validates every target first and changes nothing on error.
 func (c *Checker) Set(targets []Target) error {
 	want := make(map[string]Target, len(targets))
+	initial := make(map[string]State, len(targets))
 	order := make([]string, 0, len(targets))
 	for _, t := range targets {
 		nt, err := t.normalize()
@@ -177,6 +178,9 @@ func (c *Checker) Set(targets []Target) error {
 		if _, dup := want[nt.ID]; dup {
 			return fmt.Errorf("target %q: listed twice: %w", nt.ID, ErrInvalid)
 		}
+		// Initial only seeds a new entry; it is not part of the target's
+		// identity and must not restart a running one.
+		initial[nt.ID], nt.Initial = nt.Initial, Down
 		want[nt.ID] = nt
 		order = append(order, nt.ID)
 	}
@@ -201,6 +205,7 @@ func (c *Checker) Set(targets []Target) error {
 		switch {
 		case !ok:
 			e = &entry{target: t, since: now}
+			e.m.state = initial[id]
 			c.targets[id] = e
 		case reflect.DeepEqual(e.target, t):
 			continue // untouched: keeps its schedule

@@ -519,3 +519,37 @@ func TestCheckerSpreadsFirstChecks(t *testing.T) {
 	}
 	t.Logf("first checks from %s to %s after Run, tenths of the interval used: %v", offsets[0], offsets[n-1], buckets)
 }
+
+// A target that starts Up (an adopted real after a restart) stays up while
+// it passes and goes down, with an event, once it fails Fall times.
+func TestCheckerInitialUp(t *testing.T) {
+	srv := newFlipServer(t)
+	c := New(Options{})
+	spec := CheckSpec{Type: TypeTCP, Interval: 50 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 2, Fall: 2}
+	tg := loopTarget(srv.addr, spec)
+	tg.Initial = Up
+	if err := c.Set([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); st[0].State != Up {
+		t.Fatalf("initial state %s, want up", st[0].State)
+	}
+	runChecker(t, c)
+	select {
+	case ev := <-c.Events():
+		t.Fatalf("event while a passing target stayed up: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Restating the target with another Initial does not reset it.
+	tg.Initial = Down
+	if err := c.Set([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); st[0].State != Up {
+		t.Fatalf("Set with Initial=Down reset a running target to %s", st[0].State)
+	}
+	srv.stop()
+	if ev, _ := nextEvent(t, c.Events(), 2*time.Second); ev.State != Down || ev.Previous != Up {
+		t.Fatalf("event %+v, want up → down", ev)
+	}
+}

@@ -98,6 +98,11 @@ type Target struct {
 	// tunnel (see MarkAllocator). Not used when Spec.Direct.
 	Mark uint32
 	Spec CheckSpec
+	// Initial is the state a new target starts in: Down, unless the caller
+	// knows better (a daemon adopting, after a restart, a real that was up
+	// keeps it up until checks say otherwise). It does not affect a target
+	// that is already being checked.
+	Initial State
 }
 
 // TargetID is the conventional ID of a target: VIP:port/proto@real, e.g.
