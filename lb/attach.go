@@ -188,3 +188,40 @@ func UnregisterFromRoot(arrayPath string, position int) error {
 	}
 	return nil
 }
+
+// tcLinkPin is the name of the pinned TC (tcx egress) link.
+const tcLinkPin = "tc_egress_link"
+
+// AttachTCEgress attaches prog at tcx egress of an interface with a link
+// pinned under pinDir, or switches the pinned link of an earlier run to
+// prog. It goes last in the interface's egress chain, and passes on what
+// it leaves alone (TC_ACT_UNSPEC), so other egress programs keep working.
+func AttachTCEgress(prog *ebpf.Program, ifname string, pinDir string) (link.Link, error) {
+	pin := filepath.Join(pinDir, tcLinkPin)
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		if err := l.Update(prog); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("switch the pinned TC link %s to the new program: %w", pin, err)
+		}
+		return l, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("load pinned TC link %s: %w", pin, err)
+	}
+	iface, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ifname, err)
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Program: prog, Attach: ebpf.AttachTCXEgress, Interface: iface.Attrs().Index, Anchor: link.Tail()})
+	if err != nil {
+		return nil, fmt.Errorf("attach healthcheck program at tcx egress of %s: %w", ifname, err)
+	}
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pin directory %s: %w", pinDir, err)
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pin TC link at %s: %w", pin, err)
+	}
+	return l, nil
+}
