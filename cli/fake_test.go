@@ -282,7 +282,7 @@ func (f *fakeServer) AddReal(_ context.Context, req *api.AddRealRequest) (*api.A
 		return nil, status.Errorf(codes.InvalidArgument, "real %s weight %d: must be 0..65535", addr, w)
 	}
 	if _, ok := v.reals[addr]; ok {
-		return nil, status.Errorf(codes.AlreadyExists, "real %s of vip %s: already exists", addr, key)
+		return nil, status.Errorf(codes.AlreadyExists, "vip %s: real %s: already exists", key, addr)
 	}
 	state := cmp.Or(req.GetReal().GetState(), "up")
 	v.reals[addr] = &api.Real{Address: addr.String(), Weight: req.GetReal().GetWeight(), State: state, Health: "unknown"}
@@ -299,7 +299,7 @@ func (f *fakeServer) real(vip *api.VIPKey, address string) (fakeKey, *fakeVIP, n
 		return key, nil, addr, status.Errorf(codes.InvalidArgument, "real address %q: not an IP address", address)
 	}
 	if _, ok := v.reals[addr]; !ok {
-		return key, nil, addr, status.Errorf(codes.NotFound, "real %s of vip %s: not found", addr, key)
+		return key, nil, addr, status.Errorf(codes.NotFound, "vip %s: real %s: not found", key, addr)
 	}
 	return key, v, addr, nil
 }
