@@ -202,8 +202,8 @@ type HealthCheck struct {
 	// without it a check passes unless an ICMP error arrives in time.
 	ExpectReply bool
 	// Command is the argv of an exec check (the first element an
-	// absolute path); it runs with VIPCAST_* variables naming the VIP and
-	// the real.
+	// absolute path); the health package runs it with VIPCAST_* variables
+	// naming the VIP, the real, the port and the mark.
 	Command []string
 	// Direct checks the real's own address instead of VIP:port through
 	// the tunnel.

@@ -141,6 +141,19 @@ func TestScannerAgreesWithLibrary(t *testing.T) {
 		doc := string(readFile(t, name))
 		checkScannerAgrees(t, uncommentExamples([]byte(doc)))
 	}
+	tricky := []string{
+		`a = """x"""""` + "\nb = '''y'''''\n" + `c = "\"" # [[z]]` + "\n[[d]]\n",
+		"t = {\n  a = 1, # comment\n  b = { c = [1, {d = 2}] },\n}\n[[x.y]]\n[x.y.z]\nw = 1\n[[x.y]]\n[[x.y.q]]\n",
+		"d1 = 1979-05-27 07:32:00\nd2 = 1979-05-27\nd3 = 07:32\n[s]\nv = [\n\n1,\n# c\n2,\n]\n",
+		"a.b.c = 1\na.d = 2\n[e]\nf.g = { h.i = 3 }\n",
+		"[[a]]\n[[a.b]]\n[[a.b.c]]\n[[a]]\n[[a.b]]\nx = 1\n[[a.b]]\n",
+	}
+	for _, doc := range tricky {
+		if _, err := toml.Decode(doc, new(map[string]any)); err != nil {
+			t.Fatalf("not valid TOML: %v\n%s", err, doc)
+		}
+		checkScannerAgrees(t, doc)
+	}
 }
 
 func checkScannerAgrees(t *testing.T, doc string) {
