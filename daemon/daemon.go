@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"vipcast/bgp"
 	"vipcast/config"
 	"vipcast/health"
 	"vipcast/lb"
@@ -66,6 +67,8 @@ type Daemon struct {
 	checker  *health.Checker
 	ctrl     *controller
 	gateway  *gatewayState
+	speaker  *bgp.Speaker
+	ann      *announcer
 	api      *apiListener
 	closers  []func() error
 }
@@ -158,6 +161,12 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.closers = append(d.closers, d.api.close)
+
+	if cfg.BGP.Enabled() {
+		if err := d.startBGP(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -281,6 +290,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			d.log.Info("shutting down: the data plane stays attached and keeps forwarding")
+			d.stopBGP()
 			return nil
 		case ev, ok := <-events:
 			if !ok {
@@ -319,6 +329,16 @@ func (d *Daemon) reload() ([]string, error) {
 	if !macEqual(cfg.GatewayMAC, d.cfg.GatewayMAC) {
 		d.gateway.setStatic(cfg.GatewayMAC)
 	}
+	if d.speaker != nil {
+		if err := d.speaker.Reconfigure(context.Background(), bgpConfig(cfg, false)); err != nil {
+			return changes, fmt.Errorf("bgp: %w", err)
+		}
+		d.ann.mu.Lock()
+		d.ann.policy = bgp.Policy{Mode: string(cfg.BGP.AnnouncePolicy)}
+		d.ann.depri, d.ann.delay = cfg.BGP.Deprioritize, cfg.BGP.ReannounceDelay
+		d.ann.mu.Unlock()
+		d.ann.trigger()
+	}
 	d.cfg = cfg
 	return changes, nil
 }
@@ -344,6 +364,10 @@ func restartOnlyChanges(old, next *config.Config) error {
 	check("hc_forwarding", old.HCForwarding == next.HCForwarding)
 	check("hc_mark_range", old.HCMarks == next.HCMarks)
 	check("api", old.API == next.API)
+	check("gateway_mac (between auto and a fixed MAC)", (old.GatewayMAC == nil) == (next.GatewayMAC == nil))
+	check("bgp (asn, router_id, listen_port, api_listen, graceful_restart)", old.BGP.ASN == next.BGP.ASN &&
+		old.BGP.RouterID == next.BGP.RouterID && old.BGP.ListenPort == next.BGP.ListenPort &&
+		old.BGP.APIListen == next.BGP.APIListen && old.BGP.GracefulRestart == next.BGP.GracefulRestart)
 	if len(fields) > 0 {
 		return fmt.Errorf("these settings need a restart, not a reload: %v", fields)
 	}

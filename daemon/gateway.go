@@ -18,6 +18,9 @@ type gatewayState struct {
 	// static is set when the configuration names a MAC.
 	static net.HardwareAddr
 	log    *slog.Logger
+	// onChange is told after the MAC (or its absence) changed: the
+	// announcer withdraws VIPs while no gateway is known.
+	onChange func()
 }
 
 func newGatewayState(static net.HardwareAddr, apply func(net.HardwareAddr) error) *gatewayState {
@@ -48,6 +51,9 @@ func (g *gatewayState) set(info GatewayInfo) error {
 		info.MAC = g.info.MAC
 	}
 	g.info = info
+	if g.onChange != nil {
+		go g.onChange()
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"net"
+	"net/netip"
 
 	"vipcast/api"
 	"vipcast/lb"
@@ -18,7 +19,10 @@ func (d *Daemon) apiServer() *apiServer {
 			reload: func(context.Context) ([]string, error) {
 				return d.reload()
 			},
-			health: d.healthList,
+			health:    d.healthList,
+			neighbors: d.neighbors,
+			routes:    d.routes,
+			announced: func(a netip.Addr) bool { return d.ann != nil && d.ann.isAnnounced(a) },
 		},
 		onGatewaySet: func(mac net.HardwareAddr) {
 			d.gateway.operatorSet(mac)
