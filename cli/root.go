@@ -81,6 +81,8 @@ vipcastd return to the configuration file.`,
 		newRIBCommand(a),
 		newReloadCommand(a),
 		newVersionCommand(a),
+		newRealSetupCommand(a),
+		newXDPRootCommand(a),
 	)
 	// Cobra adds these when executing; adding them now lets them take part
 	// in prefix matching ("vipcast c bash", "vipcast hel").
@@ -90,7 +92,7 @@ vipcastd return to the configuration file.`,
 	// is vip (not version), `r` is real, `h` is hc, `he` is health.
 	addPrefixAliases(root, []string{
 		"vip", "real", "hc", "stats", "gateway", "health", "neighbor", "rib",
-		"reload", "version", "completion", "help",
+		"reload", "version", "completion", "help", "real-setup", "xdp-root",
 	})
 	return root
 }

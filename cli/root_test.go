@@ -26,8 +26,8 @@ func TestPrefixes(t *testing.T) {
 			"g",
 			"g s 52:54:00:00:00:01",
 			"-j v l",
-			"! x",
-			"! v x",
+			"! zz",
+			"! v zz",
 		}},
 	})
 }
