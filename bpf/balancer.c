@@ -226,11 +226,20 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 			key.dport = 0;
 	}
 
+	/* A SYN opens a connection: nothing to find in the table, so skip the
+	 * lookup (a third of a miss's cost in a full table) and place it from
+	 * the ring. A retransmitted SYN is placed the same way unless the ring
+	 * changed in between, as in Katran. */
+	int syn = p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT;
+
 	if (!(vip->flags & VIP_F_LRU_BYPASS)) {
 		table = bpf_map_lookup_elem(&conn_tables, &cpu);
 		if (!table)
 			use_fallback = 1;
-		c = use_fallback ? bpf_map_lookup_elem(&fallback_conns, &key) : conn_lookup(table, &key);
+		if (syn)
+			c = NULL;
+		else
+			c = use_fallback ? bpf_map_lookup_elem(&fallback_conns, &key) : conn_lookup(table, &key);
 		if (c) {
 			__u32 id = c->real_id;
 

@@ -227,8 +227,9 @@ func TestFallbackTable(t *testing.T) {
 	// run() executes on CPU 0, which gets no table of its own here.
 	b := newTestBalancer(t, Config{ForwardingCPUs: []int{1}, ConnTableSize: 100})
 	mustVIP(t, b, "10.200.1.1:80/tcp", 0, "10.0.0.1", "10.0.0.2")
-	frame := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPSyn))
-	for range 2 {
+	syn := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPSyn))
+	ack := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.1.1", 31337, "10.200.1.1", 80, testpkt.TCPAck))
+	for _, frame := range [][]byte{syn, ack} {
 		if act, _ := run(t, b.Program(), frame); act != xdpTx {
 			t.Fatalf("action %d", act)
 		}

@@ -442,8 +442,8 @@ func TestFlagsAndTable(t *testing.T) {
 	})
 
 	t.Run("table hit keeps the real when the ring changes", func(t *testing.T) {
-		frame := syn(plain.Addr, "192.168.9.9", 4242)
-		first := realOf(frame)
+		first := realOf(syn(plain.Addr, "192.168.9.9", 4242))
+		frame := ethIn(testpkt.EtherTypeIPv4, tcp4("192.168.9.9", 4242, plain.Addr.String(), 80, testpkt.TCPAck))
 		// Leave only another real in the ring, weight-0 for the first: a
 		// new flow could not reach it, an established one must.
 		for _, r := range reals {

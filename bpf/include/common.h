@@ -34,6 +34,7 @@ struct icmphdr {
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
 #define TCP_FLAG_SYN_BIT 0x02
+#define TCP_FLAG_ACK_BIT 0x10
 #ifndef IP_MF
 #define IP_MF 0x2000
 #endif

@@ -193,9 +193,10 @@ func threadCPU() time.Duration {
 // is accounted to the task it interrupts on this kernel (no
 // IRQ_TIME_ACCOUNTING). With PREEMPT_NONE the test run yields only at its
 // need_resched check between batches, so when other processes want the
-// CPU, thread CPU time excludes their share where wall time does not. It is
-// the kernel's own BPF_PROG_TEST_RUN duration (which also leaves out those
-// cond_resched pauses), plus one syscall and page-pool setup per run.
+// CPU, thread CPU time excludes their share where wall time does not. That
+// makes it close to the kernel's own BPF_PROG_TEST_RUN duration (which
+// leaves those cond_resched pauses out too), plus one syscall and one
+// page-pool setup per run.
 func (e *dataPlane) run(s *scenario, n uint32, restore bool, sampleReq uint32) (timing, *delta, error) {
 	if s.peer != nil {
 		cfg := *s.peer
