@@ -2465,6 +2465,104 @@ func (x *ListRoutesResponse) GetRoutes() []*Route {
 	return nil
 }
 
+// With level empty, LogLevel only reports the current level.
+type LogLevelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         string                 `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLevelRequest) Reset() {
+	*x = LogLevelRequest{}
+	mi := &file_vipcast_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLevelRequest) ProtoMessage() {}
+
+func (x *LogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vipcast_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLevelRequest.ProtoReflect.Descriptor instead.
+func (*LogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_vipcast_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *LogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type LogLevelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// debug, info, warn or error: the level in force after the call.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Previous      string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLevelResponse) Reset() {
+	*x = LogLevelResponse{}
+	mi := &file_vipcast_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLevelResponse) ProtoMessage() {}
+
+func (x *LogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vipcast_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLevelResponse.ProtoReflect.Descriptor instead.
+func (*LogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_vipcast_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *LogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogLevelResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
 var File_vipcast_proto protoreflect.FileDescriptor
 
 const file_vipcast_proto_rawDesc = "" +
@@ -2618,7 +2716,12 @@ const file_vipcast_proto_rawDesc = "" +
 	"\v_local_pref\"\x13\n" +
 	"\x11ListRoutesRequest\"?\n" +
 	"\x12ListRoutesResponse\x12)\n" +
-	"\x06routes\x18\x01 \x03(\v2\x11.vipcast.v1.RouteR\x06routes2\x8e\v\n" +
+	"\x06routes\x18\x01 \x03(\v2\x11.vipcast.v1.RouteR\x06routes\"'\n" +
+	"\x0fLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"D\n" +
+	"\x10LogLevelResponse\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious2\xd5\v\n" +
 	"\aVipcast\x12K\n" +
 	"\n" +
 	"GetVersion\x12\x1d.vipcast.v1.GetVersionRequest\x1a\x1e.vipcast.v1.GetVersionResponse\x12?\n" +
@@ -2643,7 +2746,8 @@ const file_vipcast_proto_rawDesc = "" +
 	"ListHealth\x12\x1d.vipcast.v1.ListHealthRequest\x1a\x1e.vipcast.v1.ListHealthResponse\x12T\n" +
 	"\rListNeighbors\x12 .vipcast.v1.ListNeighborsRequest\x1a!.vipcast.v1.ListNeighborsResponse\x12K\n" +
 	"\n" +
-	"ListRoutes\x12\x1d.vipcast.v1.ListRoutesRequest\x1a\x1e.vipcast.v1.ListRoutesResponseB\x11Z\x0fvipcast/api;apib\x06proto3"
+	"ListRoutes\x12\x1d.vipcast.v1.ListRoutesRequest\x1a\x1e.vipcast.v1.ListRoutesResponse\x12E\n" +
+	"\bLogLevel\x12\x1b.vipcast.v1.LogLevelRequest\x1a\x1c.vipcast.v1.LogLevelResponseB\x11Z\x0fvipcast/api;apib\x06proto3"
 
 var (
 	file_vipcast_proto_rawDescOnce sync.Once
@@ -2657,7 +2761,7 @@ func file_vipcast_proto_rawDescGZIP() []byte {
 	return file_vipcast_proto_rawDescData
 }
 
-var file_vipcast_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_vipcast_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_vipcast_proto_goTypes = []any{
 	(*VIPKey)(nil),                        // 0: vipcast.v1.VIPKey
 	(*VIP)(nil),                           // 1: vipcast.v1.VIP
@@ -2707,6 +2811,8 @@ var file_vipcast_proto_goTypes = []any{
 	(*Route)(nil),                         // 45: vipcast.v1.Route
 	(*ListRoutesRequest)(nil),             // 46: vipcast.v1.ListRoutesRequest
 	(*ListRoutesResponse)(nil),            // 47: vipcast.v1.ListRoutesResponse
+	(*LogLevelRequest)(nil),               // 48: vipcast.v1.LogLevelRequest
+	(*LogLevelResponse)(nil),              // 49: vipcast.v1.LogLevelResponse
 }
 var file_vipcast_proto_depIdxs = []int32{
 	0,  // 0: vipcast.v1.VIP.key:type_name -> vipcast.v1.VIPKey
@@ -2750,26 +2856,28 @@ var file_vipcast_proto_depIdxs = []int32{
 	40, // 38: vipcast.v1.Vipcast.ListHealth:input_type -> vipcast.v1.ListHealthRequest
 	43, // 39: vipcast.v1.Vipcast.ListNeighbors:input_type -> vipcast.v1.ListNeighborsRequest
 	46, // 40: vipcast.v1.Vipcast.ListRoutes:input_type -> vipcast.v1.ListRoutesRequest
-	5,  // 41: vipcast.v1.Vipcast.GetVersion:output_type -> vipcast.v1.GetVersionResponse
-	7,  // 42: vipcast.v1.Vipcast.AddVIP:output_type -> vipcast.v1.AddVIPResponse
-	9,  // 43: vipcast.v1.Vipcast.DeleteVIP:output_type -> vipcast.v1.DeleteVIPResponse
-	11, // 44: vipcast.v1.Vipcast.SetVIP:output_type -> vipcast.v1.SetVIPResponse
-	13, // 45: vipcast.v1.Vipcast.ListVIPs:output_type -> vipcast.v1.ListVIPsResponse
-	15, // 46: vipcast.v1.Vipcast.AddReal:output_type -> vipcast.v1.AddRealResponse
-	17, // 47: vipcast.v1.Vipcast.DeleteReal:output_type -> vipcast.v1.DeleteRealResponse
-	19, // 48: vipcast.v1.Vipcast.SetReal:output_type -> vipcast.v1.SetRealResponse
-	22, // 49: vipcast.v1.Vipcast.AddHealthcheckMark:output_type -> vipcast.v1.AddHealthcheckMarkResponse
-	24, // 50: vipcast.v1.Vipcast.DeleteHealthcheckMark:output_type -> vipcast.v1.DeleteHealthcheckMarkResponse
-	26, // 51: vipcast.v1.Vipcast.ListHealthcheckMarks:output_type -> vipcast.v1.ListHealthcheckMarksResponse
-	32, // 52: vipcast.v1.Vipcast.GetStats:output_type -> vipcast.v1.GetStatsResponse
-	34, // 53: vipcast.v1.Vipcast.GetGateway:output_type -> vipcast.v1.GetGatewayResponse
-	36, // 54: vipcast.v1.Vipcast.SetGateway:output_type -> vipcast.v1.SetGatewayResponse
-	38, // 55: vipcast.v1.Vipcast.Reload:output_type -> vipcast.v1.ReloadResponse
-	41, // 56: vipcast.v1.Vipcast.ListHealth:output_type -> vipcast.v1.ListHealthResponse
-	44, // 57: vipcast.v1.Vipcast.ListNeighbors:output_type -> vipcast.v1.ListNeighborsResponse
-	47, // 58: vipcast.v1.Vipcast.ListRoutes:output_type -> vipcast.v1.ListRoutesResponse
-	41, // [41:59] is the sub-list for method output_type
-	23, // [23:41] is the sub-list for method input_type
+	48, // 41: vipcast.v1.Vipcast.LogLevel:input_type -> vipcast.v1.LogLevelRequest
+	5,  // 42: vipcast.v1.Vipcast.GetVersion:output_type -> vipcast.v1.GetVersionResponse
+	7,  // 43: vipcast.v1.Vipcast.AddVIP:output_type -> vipcast.v1.AddVIPResponse
+	9,  // 44: vipcast.v1.Vipcast.DeleteVIP:output_type -> vipcast.v1.DeleteVIPResponse
+	11, // 45: vipcast.v1.Vipcast.SetVIP:output_type -> vipcast.v1.SetVIPResponse
+	13, // 46: vipcast.v1.Vipcast.ListVIPs:output_type -> vipcast.v1.ListVIPsResponse
+	15, // 47: vipcast.v1.Vipcast.AddReal:output_type -> vipcast.v1.AddRealResponse
+	17, // 48: vipcast.v1.Vipcast.DeleteReal:output_type -> vipcast.v1.DeleteRealResponse
+	19, // 49: vipcast.v1.Vipcast.SetReal:output_type -> vipcast.v1.SetRealResponse
+	22, // 50: vipcast.v1.Vipcast.AddHealthcheckMark:output_type -> vipcast.v1.AddHealthcheckMarkResponse
+	24, // 51: vipcast.v1.Vipcast.DeleteHealthcheckMark:output_type -> vipcast.v1.DeleteHealthcheckMarkResponse
+	26, // 52: vipcast.v1.Vipcast.ListHealthcheckMarks:output_type -> vipcast.v1.ListHealthcheckMarksResponse
+	32, // 53: vipcast.v1.Vipcast.GetStats:output_type -> vipcast.v1.GetStatsResponse
+	34, // 54: vipcast.v1.Vipcast.GetGateway:output_type -> vipcast.v1.GetGatewayResponse
+	36, // 55: vipcast.v1.Vipcast.SetGateway:output_type -> vipcast.v1.SetGatewayResponse
+	38, // 56: vipcast.v1.Vipcast.Reload:output_type -> vipcast.v1.ReloadResponse
+	41, // 57: vipcast.v1.Vipcast.ListHealth:output_type -> vipcast.v1.ListHealthResponse
+	44, // 58: vipcast.v1.Vipcast.ListNeighbors:output_type -> vipcast.v1.ListNeighborsResponse
+	47, // 59: vipcast.v1.Vipcast.ListRoutes:output_type -> vipcast.v1.ListRoutesResponse
+	49, // 60: vipcast.v1.Vipcast.LogLevel:output_type -> vipcast.v1.LogLevelResponse
+	42, // [42:61] is the sub-list for method output_type
+	23, // [23:42] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2788,7 +2896,7 @@ func file_vipcast_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vipcast_proto_rawDesc), len(file_vipcast_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,7 @@ const (
 	Vipcast_ListHealth_FullMethodName            = "/vipcast.v1.Vipcast/ListHealth"
 	Vipcast_ListNeighbors_FullMethodName         = "/vipcast.v1.Vipcast/ListNeighbors"
 	Vipcast_ListRoutes_FullMethodName            = "/vipcast.v1.Vipcast/ListRoutes"
+	Vipcast_LogLevel_FullMethodName              = "/vipcast.v1.Vipcast/LogLevel"
 )
 
 // VipcastClient is the client API for Vipcast service.
@@ -74,6 +75,8 @@ type VipcastClient interface {
 	ListHealth(ctx context.Context, in *ListHealthRequest, opts ...grpc.CallOption) (*ListHealthResponse, error)
 	ListNeighbors(ctx context.Context, in *ListNeighborsRequest, opts ...grpc.CallOption) (*ListNeighborsResponse, error)
 	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
+	// The daemon's log level, read or changed at run time.
+	LogLevel(ctx context.Context, in *LogLevelRequest, opts ...grpc.CallOption) (*LogLevelResponse, error)
 }
 
 type vipcastClient struct {
@@ -264,6 +267,16 @@ func (c *vipcastClient) ListRoutes(ctx context.Context, in *ListRoutesRequest, o
 	return out, nil
 }
 
+func (c *vipcastClient) LogLevel(ctx context.Context, in *LogLevelRequest, opts ...grpc.CallOption) (*LogLevelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LogLevelResponse)
+	err := c.cc.Invoke(ctx, Vipcast_LogLevel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VipcastServer is the server API for Vipcast service.
 // All implementations must embed UnimplementedVipcastServer
 // for forward compatibility.
@@ -293,6 +306,8 @@ type VipcastServer interface {
 	ListHealth(context.Context, *ListHealthRequest) (*ListHealthResponse, error)
 	ListNeighbors(context.Context, *ListNeighborsRequest) (*ListNeighborsResponse, error)
 	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
+	// The daemon's log level, read or changed at run time.
+	LogLevel(context.Context, *LogLevelRequest) (*LogLevelResponse, error)
 	mustEmbedUnimplementedVipcastServer()
 }
 
@@ -356,6 +371,9 @@ func (UnimplementedVipcastServer) ListNeighbors(context.Context, *ListNeighborsR
 }
 func (UnimplementedVipcastServer) ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListRoutes not implemented")
+}
+func (UnimplementedVipcastServer) LogLevel(context.Context, *LogLevelRequest) (*LogLevelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LogLevel not implemented")
 }
 func (UnimplementedVipcastServer) mustEmbedUnimplementedVipcastServer() {}
 func (UnimplementedVipcastServer) testEmbeddedByValue()                 {}
@@ -702,6 +720,24 @@ func _Vipcast_ListRoutes_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Vipcast_LogLevel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LogLevelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VipcastServer).LogLevel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Vipcast_LogLevel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VipcastServer).LogLevel(ctx, req.(*LogLevelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Vipcast_ServiceDesc is the grpc.ServiceDesc for Vipcast service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -780,6 +816,10 @@ var Vipcast_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRoutes",
 			Handler:    _Vipcast_ListRoutes_Handler,
+		},
+		{
+			MethodName: "LogLevel",
+			Handler:    _Vipcast_LogLevel_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

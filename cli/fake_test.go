@@ -43,6 +43,7 @@ type fakeServer struct {
 	statsN   uint64
 	idle     bool // counters stop growing after the first GetStats
 	announce map[fakeKey]bool
+	level    string
 }
 
 type fakeKey struct {
@@ -449,6 +450,19 @@ func (f *fakeServer) Reload(context.Context, *api.ReloadRequest) (*api.ReloadRes
 		return nil, f.reload
 	}
 	return &api.ReloadResponse{Changes: slices.Clone(f.changes)}, nil
+}
+
+func (f *fakeServer) LogLevel(_ context.Context, req *api.LogLevelRequest) (*api.LogLevelResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.level == "" {
+		f.level = "info"
+	}
+	prev := f.level
+	if req.GetLevel() != "" {
+		f.level = req.GetLevel()
+	}
+	return &api.LogLevelResponse{Level: f.level, Previous: prev}, nil
 }
 
 func (f *fakeServer) ListHealth(context.Context, *api.ListHealthRequest) (*api.ListHealthResponse, error) {

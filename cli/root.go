@@ -81,6 +81,7 @@ vipcastd return to the configuration file.`,
 		newRIBCommand(a),
 		newReloadCommand(a),
 		newVersionCommand(a),
+		newLogLevelCommand(a),
 		newRealSetupCommand(a),
 		newXDPRootCommand(a),
 	)
@@ -92,7 +93,7 @@ vipcastd return to the configuration file.`,
 	// is vip (not version), `r` is real, `h` is hc, `he` is health.
 	addPrefixAliases(root, []string{
 		"vip", "real", "hc", "stats", "gateway", "health", "neighbor", "rib",
-		"reload", "version", "completion", "help", "real-setup", "xdp-root",
+		"reload", "version", "completion", "help", "log-level", "real-setup", "xdp-root",
 	})
 	return root
 }

@@ -3,10 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -58,6 +59,7 @@ type hooks struct {
 	routes    func() []*api.Route
 	announced func(netip.Addr) bool
 	healthOf  func(lb.VIPKey, netip.Addr) string
+	logLevel  *slog.LevelVar
 }
 
 // apiServer implements api.VipcastServer over the data plane.
@@ -406,7 +408,9 @@ func (s *apiServer) Reload(ctx context.Context, _ *api.ReloadRequest) (*api.Relo
 	}
 	changes, err := s.hooks.reload(ctx)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("reload rejected, running state kept: %v", err))
+		// The CLI says "reload rejected, running state kept"; the message
+		// names what is wrong in the file.
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &api.ReloadResponse{Changes: changes}, nil
 }
@@ -430,4 +434,19 @@ func (s *apiServer) ListRoutes(context.Context, *api.ListRoutesRequest) (*api.Li
 		return &api.ListRoutesResponse{}, nil
 	}
 	return &api.ListRoutesResponse{Routes: s.hooks.routes()}, nil
+}
+
+func (s *apiServer) LogLevel(_ context.Context, req *api.LogLevelRequest) (*api.LogLevelResponse, error) {
+	if s.hooks.logLevel == nil {
+		return nil, status.Error(codes.Unavailable, "the log level cannot be changed in this process")
+	}
+	prev := strings.ToLower(s.hooks.logLevel.Level().String())
+	if req.GetLevel() != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(req.GetLevel())); err != nil {
+			return nil, invalid("log level %q: must be debug, info, warn or error", req.GetLevel())
+		}
+		s.hooks.logLevel.Set(l)
+	}
+	return &api.LogLevelResponse{Level: strings.ToLower(s.hooks.logLevel.Level().String()), Previous: prev}, nil
 }

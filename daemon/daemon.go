@@ -37,6 +37,8 @@ type Options struct {
 	// Ready, when set, is called once the data plane is attached and the
 	// API serves (systemd's READY=1).
 	Ready func()
+	// LogLevel, when set, is the level the API may change at run time.
+	LogLevel *slog.LevelVar
 	// PinRoot holds the pinned state of every interface (DefaultPinRoot
 	// when empty); tests point it elsewhere.
 	PinRoot string

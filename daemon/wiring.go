@@ -20,6 +20,7 @@ func (d *Daemon) apiServer() *apiServer {
 				return d.reload()
 			},
 			health:    d.healthList,
+			logLevel:  d.opts.LogLevel,
 			neighbors: d.neighbors,
 			routes:    d.routes,
 			announced: func(a netip.Addr) bool { return d.ann != nil && d.ann.isAnnounced(a) },

@@ -49,12 +49,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vipcastd: -log-level %q: must be debug, info, warn or error\n", *logLevel)
 		return 2
 	}
+	levelVar := new(slog.LevelVar) // `vipcast log-level` changes it at run time
+	levelVar.Set(level)
 	var handler slog.Handler
 	switch *logFormat {
 	case "text":
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: levelVar})
 	case "json":
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: levelVar})
 	default:
 		fmt.Fprintf(stderr, "vipcastd: -log-format %q: must be text or json\n", *logFormat)
 		return 2
@@ -99,6 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Reload:     reload,
 		Ready:      func() { notifySystemd("READY=1") },
 		PinRoot:    *pinRoot,
+		LogLevel:   levelVar,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("vipcastd stopped", "err", err)
