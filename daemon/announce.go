@@ -250,3 +250,17 @@ type checkProgress struct {
 func targetID(k lb.VIPKey, real netip.Addr) string {
 	return netip.AddrPortFrom(k.Addr, k.Port).String() + "/" + k.Proto.String() + "@" + real.String()
 }
+
+// announcedAddrs lists the addresses currently announced (deprioritized
+// included), for the metrics.
+func (a *announcer) announcedAddrs() []netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []netip.Addr
+	for addr, st := range a.state {
+		if st != withdrawn {
+			out = append(out, addr)
+		}
+	}
+	return out
+}

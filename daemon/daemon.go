@@ -130,7 +130,8 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 
-	d.checker = health.New(health.Options{Logger: d.opts.Logger, Jitter: cfg.Health.Jitter})
+	col := d.newCollector()
+	d.checker = health.New(health.Options{Logger: d.opts.Logger, Jitter: cfg.Health.Jitter, Observe: col.CheckLatency().Observe})
 	d.ctrl = &controller{
 		log:      d.opts.Logger.With("component", "daemon"),
 		dp:       d.balancer,
@@ -166,6 +167,11 @@ func (d *Daemon) start(ctx context.Context) error {
 
 	if cfg.BGP.Enabled() {
 		if err := d.startBGP(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.Metrics.Enabled() {
+		if err := d.serveMetrics(ctx, col); err != nil {
 			return err
 		}
 	}
@@ -366,6 +372,7 @@ func restartOnlyChanges(old, next *config.Config) error {
 	check("hc_forwarding", old.HCForwarding == next.HCForwarding)
 	check("hc_mark_range", old.HCMarks == next.HCMarks)
 	check("api", old.API == next.API)
+	check("metrics", old.Metrics == next.Metrics)
 	check("gateway_mac (between auto and a fixed MAC)", (old.GatewayMAC == nil) == (next.GatewayMAC == nil))
 	check("bgp (asn, router_id, listen_port, api_listen, graceful_restart)", old.BGP.ASN == next.BGP.ASN &&
 		old.BGP.RouterID == next.BGP.RouterID && old.BGP.ListenPort == next.BGP.ListenPort &&

@@ -112,7 +112,7 @@ socket = "%SOCK%"
 socket_group = ""
 
 [metrics]
-listen = ""
+listen = "127.0.0.1:19641"
 
 [health]
 type = "none"
@@ -165,6 +165,14 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 	if out := lbNS.MustExec(t, "ip", "link", "show", "eth0"); !strings.Contains(string(out), "xdp") {
 		t.Fatalf("no XDP program on eth0:\n%s", out)
+	}
+
+	// Metrics on the namespace's loopback, read from the data plane.
+	scrape := string(lbNS.MustExec(t, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:19641/metrics"))
+	for _, want := range []string{"vipcast_build_info{", `vipcast_vip_packets_total{vip="203.0.113.1:80/tcp"} 0`, "vipcast_gateway_mac_known 1"} {
+		if !strings.Contains(scrape, want) {
+			t.Fatalf("metrics lack %q:\n%s", want, scrape)
+		}
 	}
 
 	// Live change through the API.
