@@ -34,6 +34,7 @@ lint: deps
 # root; under CI=true they fail rather than skip when they cannot run.
 test: check-generated lint build
 	$(GO) test -count=1 -timeout 15m $(PKGS)
+	VERSION=$(VERSION) GO=$(GO) scripts/test-deb.sh
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./lb/maglev/
@@ -44,3 +45,15 @@ demo: deps
 
 clean:
 	rm -rf $(BIN)
+
+# Packaging (packaging/README.md): the .deb, built with nfpm into
+# dist/vipcast_<version>-1_<arch>.deb, and its tests (also run by `make test`).
+.PHONY: deb test-deb clean-deb
+deb: deps
+	VERSION=$(VERSION) GO=$(GO) scripts/build-deb.sh
+
+test-deb: deps
+	VERSION=$(VERSION) GO=$(GO) scripts/test-deb.sh
+
+clean-deb:
+	rm -rf dist/build dist/vipcast_*.deb

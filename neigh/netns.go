@@ -1,6 +1,7 @@
 package neigh
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -51,6 +52,16 @@ func dupNamespace(h netns.NsHandle) (netns.NsHandle, error) {
 // unlocking its thread, so the runtime destroys the thread rather than
 // reuse it in the wrong namespace; nothing needs to be switched back.
 func inNamespace(ns netns.NsHandle, fn func() error) error {
+	local := errors.New("local")
+	err := withSocketNS(ns, func(h netns.NsHandle) error {
+		if !nsSet(h) {
+			return fn() // already there: no thread to sacrifice
+		}
+		return local
+	})
+	if err != local {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -61,4 +72,30 @@ func inNamespace(ns netns.NsHandle, fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// withSocketNS runs fn, on a thread locked for the call, with the handle
+// to create sockets in: netns.None() when ns is the namespace that thread
+// is already in (the sockets are then simply created, with no setns(2),
+// which needs CAP_SYS_ADMIN; vipcastd's systemd unit grants none and
+// forbids namespace changes), ns itself otherwise.
+func withSocketNS(ns netns.NsHandle, fn func(netns.NsHandle) error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return fn(socketNS(ns))
+}
+
+// socketNS is withSocketNS's choice; the caller's thread must be locked.
+func socketNS(ns netns.NsHandle) netns.NsHandle {
+	if !nsSet(ns) {
+		return ns
+	}
+	var a, b unix.Stat_t
+	if unix.Fstat(int(ns), &a) != nil || unix.Stat("/proc/thread-self/ns/net", &b) != nil {
+		return ns
+	}
+	if a.Dev == b.Dev && a.Ino == b.Ino {
+		return netns.None()
+	}
+	return ns
 }

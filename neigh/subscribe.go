@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // subscription holds the four netlink notification streams the loop
@@ -83,7 +84,11 @@ func (l *loop) subscribe() error {
 		}, drainer(s.addrs)},
 	}
 	for _, st := range steps {
-		if err := st.start(); err != nil {
+		err := withSocketNS(l.ns, func(h netns.NsHandle) error {
+			ns = h
+			return st.start()
+		})
+		if err != nil {
 			s.close(l)
 			return fmt.Errorf("%s notifications: %w", st.what, err)
 		}

@@ -253,7 +253,11 @@ func (l *loop) handle() (*netlink.Handle, error) {
 	if l.h != nil {
 		return l.h, nil
 	}
-	h, err := netlink.NewHandleAt(l.ns, unix.NETLINK_ROUTE)
+	var h *netlink.Handle
+	err := withSocketNS(l.ns, func(ns netns.NsHandle) (err error) {
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
