@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"vipcast/bpf"
@@ -110,7 +111,18 @@ func RemovePins(dir string) error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(dir, e.Name())
+		// A pinned link is detached first: dropping its last reference by
+		// unlinking the pin detaches it only later, asynchronously, and
+		// the caller (vipcastd --cleanup, package removal) must be able to
+		// rely on the program being gone when this returns.
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			if err := l.Detach(); err != nil && !errors.Is(err, ebpf.ErrNotSupported) {
+				errs = append(errs, fmt.Errorf("detach %s: %w", path, err))
+			}
+			l.Close()
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
