@@ -75,6 +75,7 @@ vipcastd return to the configuration file.`,
 		newRealCommand(a),
 		newHCCommand(a),
 		newStatsCommand(a),
+		newTopCommand(a),
 		newGatewayCommand(a),
 		newHealthCommand(a),
 		newNeighborCommand(a),
@@ -92,7 +93,7 @@ vipcastd return to the configuration file.`,
 	// Where objects share a prefix, the ones listed first win: `vipcast v`
 	// is vip (not version), `r` is real, `h` is hc, `he` is health.
 	addPrefixAliases(root, []string{
-		"vip", "real", "hc", "stats", "gateway", "health", "neighbor", "rib",
+		"vip", "real", "hc", "stats", "top", "gateway", "health", "neighbor", "rib",
 		"reload", "version", "completion", "help", "log-level", "real-setup", "xdp-root",
 	})
 	return root
