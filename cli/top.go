@@ -100,7 +100,9 @@ func renderTop(w io.Writer, prev, cur *api.GetStatsResponse) error {
 		return float64(delta(p.GetPackets(), c.GetPackets())) / secs, float64(delta(p.GetBytes(), c.GetBytes())) * 8 / secs
 	}
 	vips := slices.Clone(cur.GetVips())
-	slices.SortFunc(vips, func(a, b *api.VIPStats) int { return strings.Compare(vipKeyString(a.GetKey()), vipKeyString(b.GetKey())) })
+	slices.SortFunc(vips, func(a, b *api.VIPStats) int {
+		return strings.Compare(vipKeyString(a.GetKey()), vipKeyString(b.GetKey()))
+	})
 
 	fmt.Fprintf(w, "vipcast top — %s, every %.1fs\n\n", time.Unix(0, cur.GetReadAtUnixNano()).UTC().Format("15:04:05 UTC"), secs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
