@@ -138,7 +138,7 @@ struct {
 /* What the parser found out about a packet addressed to a VIP. */
 struct packet {
 	struct flow_key flow;
-	__u16 ip_len;  /* length of the IP packet to encapsulate */
+	__u32 ip_len;  /* length of the IP packet to encapsulate (IPv6: 40 + payload length, may exceed 16 bits) */
 	__u8 tos;      /* DSCP+ECN of that packet, copied to the outer header */
 	__u8 is_v6;    /* the packet (and so the VIP) is IPv6 */
 	__u8 tcp_flags;
@@ -556,13 +556,15 @@ static __always_inline int echo_reply_v6(struct ethhdr *eth, struct ipv6hdr *ip6
 	return XDP_TX;
 }
 
-/* Reads the ports of an L4 header into the flow; 0 if they are not there. */
-static __always_inline int read_ports(void *l4, void *data_end, struct packet *p)
+/* Reads the ports of an L4 header into the flow; 0 if they are not there:
+ * the header must lie in the frame and within the IP packet's own length
+ * (l4_len), not in the Ethernet padding after it. */
+static __always_inline int read_ports(void *l4, void *data_end, __u32 l4_len, struct packet *p)
 {
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 
-		if ((void *)(tcp + 1) > data_end)
+		if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp))
 			return 0;
 		p->flow.sport = tcp->source;
 		p->flow.dport = tcp->dest;
@@ -571,7 +573,7 @@ static __always_inline int read_ports(void *l4, void *data_end, struct packet *p
 	}
 	struct udphdr *udp = l4;
 
-	if ((void *)(udp + 1) > data_end)
+	if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
 		return 0;
 	p->flow.sport = udp->source;
 	p->flow.dport = udp->dest;
@@ -580,7 +582,7 @@ static __always_inline int read_ports(void *l4, void *data_end, struct packet *p
 
 /* Fills the flow from the packet an ICMP error quotes, reversed: the quoted
  * packet went from the VIP to the client, the flow is client -> VIP. */
-static __always_inline int quoted_flow_v4(void *inner, void *data_end, struct packet *p)
+static __always_inline int quoted_flow_v4(void *inner, void *data_end, __u32 len, struct packet *p)
 {
 	struct iphdr *ip = inner;
 
@@ -589,7 +591,7 @@ static __always_inline int quoted_flow_v4(void *inner, void *data_end, struct pa
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return 0;
 	__u16 *ports = (void *)(ip + 1);
-	if ((void *)(ports + 2) > data_end)
+	if ((void *)(ports + 2) > data_end || len < sizeof(*ip) + 4)
 		return 0;
 	p->flow.proto = ip->protocol;
 	p->flow.src[0] = ip->daddr;
@@ -599,7 +601,7 @@ static __always_inline int quoted_flow_v4(void *inner, void *data_end, struct pa
 	return 1;
 }
 
-static __always_inline int quoted_flow_v6(void *inner, void *data_end, struct packet *p)
+static __always_inline int quoted_flow_v6(void *inner, void *data_end, __u32 len, struct packet *p)
 {
 	struct ipv6hdr *ip6 = inner;
 
@@ -608,7 +610,7 @@ static __always_inline int quoted_flow_v6(void *inner, void *data_end, struct pa
 	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
 		return 0;
 	__u16 *ports = (void *)(ip6 + 1);
-	if ((void *)(ports + 2) > data_end)
+	if ((void *)(ports + 2) > data_end || len < sizeof(*ip6) + 4)
 		return 0;
 	p->flow.proto = ip6->nexthdr;
 	__builtin_memcpy(p->flow.src, ip6->daddr.s6_addr32, 16);
@@ -697,10 +699,11 @@ static __always_inline int process_v4(struct xdp_md *ctx, struct lb_stats *st)
 		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 
 	void *l4 = ip + 1;
+	__u32 l4_len = p.ip_len - sizeof(*ip);
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct icmphdr *icmp = l4;
 
-		if ((void *)(icmp + 1) > data_end)
+		if ((void *)(icmp + 1) > data_end || l4_len < sizeof(*icmp))
 			return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 		if (icmp->type == ICMP_ECHO && is_vip_addr(p.flow.dst, p.is_v6)) {
 			st->icmp_echo_reply++;
@@ -710,13 +713,13 @@ static __always_inline int process_v4(struct xdp_md *ctx, struct lb_stats *st)
 		    icmp->type != ICMP_PARAMETERPROB)
 			return XDP_PASS;
 		__u32 to = p.flow.dst[0];
-		if (!quoted_flow_v4(icmp + 1, data_end, &p) || p.flow.dst[0] != to)
+		if (!quoted_flow_v4(icmp + 1, data_end, l4_len - sizeof(*icmp), &p) || p.flow.dst[0] != to)
 			return XDP_PASS;
 		p.icmp_err = 1;
 		return forward(ctx, &p, st);
 	}
 
-	if (!read_ports(l4, data_end, &p))
+	if (!read_ports(l4, data_end, l4_len, &p))
 		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 	return forward(ctx, &p, st);
 }
@@ -761,10 +764,11 @@ static __always_inline int process_v6(struct xdp_md *ctx, struct lb_stats *st)
 		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 
 	void *l4 = ip6 + 1;
+	__u32 l4_len = p.ip_len - sizeof(*ip6);
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		struct icmp6hdr *icmp6 = l4;
 
-		if ((void *)(icmp6 + 1) > data_end)
+		if ((void *)(icmp6 + 1) > data_end || l4_len < sizeof(*icmp6))
 			return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 		if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST && is_vip_addr(p.flow.dst, p.is_v6)) {
 			st->icmp_echo_reply++;
@@ -774,13 +778,13 @@ static __always_inline int process_v6(struct xdp_md *ctx, struct lb_stats *st)
 		    icmp6->icmp6_type != ICMPV6_TIME_EXCEED && icmp6->icmp6_type != ICMPV6_PARAMPROB)
 			return XDP_PASS;
 		struct flow_key to = p.flow;
-		if (!quoted_flow_v6(icmp6 + 1, data_end, &p) || !same_addr(p.flow.dst, to.dst))
+		if (!quoted_flow_v6(icmp6 + 1, data_end, l4_len - sizeof(*icmp6), &p) || !same_addr(p.flow.dst, to.dst))
 			return XDP_PASS;
 		p.icmp_err = 1;
 		return forward(ctx, &p, st);
 	}
 
-	if (!read_ports(l4, data_end, &p))
+	if (!read_ports(l4, data_end, l4_len, &p))
 		return drop_if_vip(p.flow.dst, p.is_v6, &st->drop_malformed);
 	return forward(ctx, &p, st);
 }

@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(leakChildEnv); cfg != "" {
 		os.Exit(leakChild(cfg))
 	}
+	// The API access test's client, run as an unprivileged user.
+	if sock := os.Getenv(accessChildEnv); sock != "" {
+		os.Exit(accessChild(sock))
+	}
 	os.Exit(m.Run())
 }
 

@@ -359,7 +359,7 @@ func balancerSeeds() map[string][]byte {
 		"v6-hop-by-hop":        e6(v6("fc00:2::1", "fc00:1::1", testpkt.ProtoHopByHop, append(testpkt.IPv6Options(testpkt.ProtoTCP, 6), tcp6seg...))),
 		"v6-len-past":          e6(testpkt.IPv6{NextHeader: testpkt.ProtoTCP, HopLimit: 64, Src: addr("fc00:2::1"), Dst: addr("fc00:1::1"), PayloadLen: 500}.Packet(tcp6seg)),
 		"v6-cut":               e6(v6("fc00:2::1", "fc00:1::1", testpkt.ProtoTCP, tcp6seg[:10])),
-		"vlan":                 ethIn(testpkt.EtherTypeVLAN, append(testpkt.VLAN(100, testpkt.EtherTypeIPv4)[4:], ackV4...)),
+		"vlan":                 ethIn(testpkt.EtherTypeVLAN, append(testpkt.VLAN(100, testpkt.EtherTypeIPv4), ackV4...)),
 		"eth-only":             ethIn(testpkt.EtherTypeIPv4, nil),
 		"zeros":                make([]byte, 64),
 		"garbage":              []byte("\x02\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00\x45\xff\xff\xff\x00\x00\x20\x00\x01\x06\xff\xff\xc0\xa8\x01\x01\x0a\xc8\x01\x01\x7a\x69"),
@@ -418,15 +418,15 @@ func FuzzBalancer(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		moved := movedCounters(before, after)
 		fail := func(format string, args ...any) {
 			t.Helper()
-			t.Fatalf("%s\n in:  %s\n out: %s\n in  % x\n out % x", fmt.Sprintf(format, args...),
-				testpkt.Describe(in), testpkt.Describe(out), in, out)
+			t.Fatalf("%s\n counters: %v\n in:  %s\n out: %s\n in  % x\n out % x", fmt.Sprintf(format, args...),
+				moved, testpkt.Describe(in), testpkt.Describe(out), in, out)
 		}
 		if err := checkActionCounters(before, after, act); err != nil {
 			fail("%v", err)
 		}
-		noteCounters(before, after)
 
 		switch act {
 		case xdpPass, xdpDrop:
@@ -448,7 +448,8 @@ func FuzzBalancer(f *testing.F) {
 			fail("transmitted frame: %v", err)
 		}
 		if kind == txEncap {
-			ipLen, _ := ipLength(in)
+			h, _ := parseEthIP(in)
+			ipLen := h.length
 			if got := counter(b.VIPStats(target)); got.Packets != vipBefore.Packets+1 || got.Bytes != vipBefore.Bytes+uint64(ipLen) {
 				fail("vip %s counter %+v -> %+v, want +1 packet, +%d bytes", target, vipBefore, got, ipLen)
 			}
@@ -473,11 +474,6 @@ func parseEthIP(frame []byte) (ipHeader, bool) {
 		return parseIPHeader(frame[ethLen:], true)
 	}
 	return ipHeader{}, false
-}
-
-func ipLength(frame []byte) (int, bool) {
-	h, ok := parseEthIP(frame)
-	return h.length, ok
 }
 
 // toVIPAddr: an IPv4 or IPv6 frame (by EtherType and version) whose
@@ -507,56 +503,60 @@ func checkActionCounters(before, after Stats, act uint32) error {
 	return nil
 }
 
-// noteCounters branches on every counter that moved, so the fuzzer's
-// coverage (of Go code only) sees which path the BPF program took.
-func noteCounters(a, b Stats) int {
-	n := 0
+// movedCounters names the counters one run moved. Each has a branch of
+// its own, so the fuzzer's coverage (of Go code only) also tells apart the
+// paths the BPF program took.
+func movedCounters(a, b Stats) []string {
+	var moved []string
 	if b.ConnHit != a.ConnHit {
-		n++
+		moved = append(moved, "conn_hit")
 	}
 	if b.FallbackHit != a.FallbackHit {
-		n += 2
+		moved = append(moved, "fallback_hit")
 	}
 	if b.ConnMissTcpSyn != a.ConnMissTcpSyn {
-		n += 3
+		moved = append(moved, "conn_miss_tcp_syn")
 	}
 	if b.ConnMissTcpOther != a.ConnMissTcpOther {
-		n += 4
+		moved = append(moved, "conn_miss_tcp_other")
 	}
 	if b.ConnMissUdp != a.ConnMissUdp {
-		n += 5
+		moved = append(moved, "conn_miss_udp")
 	}
 	if b.ConnRepickDown != a.ConnRepickDown {
-		n += 6
+		moved = append(moved, "conn_repick_down")
 	}
 	if b.IcmpEchoReply != a.IcmpEchoReply {
-		n += 7
+		moved = append(moved, "icmp_echo_reply")
 	}
 	if b.IcmpTooBig != a.IcmpTooBig {
-		n += 8
+		moved = append(moved, "icmp_too_big")
 	}
 	if b.IcmpErrorFwd != a.IcmpErrorFwd {
-		n += 9
+		moved = append(moved, "icmp_error_fwd")
 	}
 	if b.DropFragment != a.DropFragment {
-		n += 10
+		moved = append(moved, "drop_fragment")
 	}
 	if b.DropIpOptions != a.DropIpOptions {
-		n += 11
+		moved = append(moved, "drop_ip_options")
 	}
 	if b.DropMalformed != a.DropMalformed {
-		n += 12
+		moved = append(moved, "drop_malformed")
 	}
 	if b.DropNoReal != a.DropNoReal {
-		n += 13
+		moved = append(moved, "drop_no_real")
+	}
+	if b.DropNoGateway != a.DropNoGateway {
+		moved = append(moved, "drop_no_gateway")
 	}
 	if b.DropTooBig != a.DropTooBig {
-		n += 14
+		moved = append(moved, "drop_too_big")
 	}
 	if b.PassMalformed != a.PassMalformed {
-		n += 15
+		moved = append(moved, "pass_malformed")
 	}
-	return n
+	return moved
 }
 
 type txKind int
@@ -1110,6 +1110,42 @@ func checkHCEncap(in, out []byte, real netip.Addr) error {
 		return fmt.Errorf("inner bytes differ from the input")
 	}
 	return nil
+}
+
+// The fuzzers' findings, pinned to their exact outcome: headers past the
+// IP packet's own length are malformed (dropped when addressed to a VIP),
+// an IPv6 length past 16 bits does not wrap, and the decapsulation program
+// checks the outer header's version.
+func TestFuzzFindings(t *testing.T) {
+	b := newTestBalancer(t, Config{})
+	standardVIPs(t, b)
+	seeds := balancerSeeds()
+	malformed := func(s Stats) uint64 { return s.DropMalformed }
+	udp6 := testpkt.UDP{SrcPort: 5353, DstPort: 53}.Datagram(addr("fc00:2::1"), addr("fc00:1::1"), nil)
+	runCases(t, b, []packetCase{
+		{"TCP header past the IPv4 length", seeds["v4-tcp-past-length"], xdpDrop, nil, malformed},
+		{"ICMP header past the IPv4 length", seeds["v4-echo-past-length"], xdpDrop, nil, malformed},
+		{"ICMP quote past the IPv4 length", seeds["v4-quote-past-length"], xdpPass, nil, nil},
+		{"IPv6 length past 16 bits", seeds["v6-length-wraps"], xdpDrop, nil, malformed},
+		{"UDP header past the IPv6 length", ethIn(testpkt.EtherTypeIPv6, testpkt.IPv6{NextHeader: testpkt.ProtoUDP, HopLimit: 64,
+			Src: addr("fc00:2::1"), Dst: addr("fc00:1::1"), PayloadLen: 4}.Packet(udp6)), xdpDrop, nil, malformed},
+	})
+
+	d, err := LoadDecap("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetVIPs([]netip.Addr{addr("10.200.1.1"), addr("fc00:1::1")}); err != nil {
+		t.Fatal(err)
+	}
+	v6in4 := ipip4Out("172.16.104.123", "10.0.0.3", 0, udp4("192.168.1.1", 31337, "10.200.1.1", 80, payload))
+	v6in4[ethLen] = 0x65 // version 6, IHL 5, in an IPv4 frame
+	for name, frame := range map[string][]byte{"outer IPv6 version 3": decapSeeds()["outer-version-3"], "outer IPv4 version 6": v6in4} {
+		if act, out := run(t, d.Program(), frame); act != xdpPass || !bytes.Equal(out, frame) {
+			t.Errorf("%s: action %d, %s; want passed untouched", name, act, testpkt.Describe(out))
+		}
+	}
 }
 
 // TestWriteFuzzCorpus regenerates the committed seed files under
