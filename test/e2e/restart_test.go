@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"vipcast/test/lab"
+)
+
+// udpStream sends numbered datagrams to an echo VIP at a steady rate and
+// counts the echoes.
+type udpStream struct {
+	sent     atomic.Int64
+	errs     []string // send and receive errors (an ICMP error shows here)
+	mu       sync.Mutex
+	received map[int64]bool
+	reals    map[string]int
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startUDPStream(t *testing.T, l *lab.Lab, every time.Duration) *udpStream {
+	t.Helper()
+	conn, err := lab.Dial(l.Client, "udp", ap(lab.VIP4UDP, lab.UDPPort), lab.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20)
+	}
+	s := &udpStream{received: map[int64]bool{}, reals: map[string]int{}, stop: make(chan struct{})}
+	s.wg.Go(func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) {
+				s.mu.Lock()
+				s.errs = append(s.errs, "receive: "+err.Error())
+				s.mu.Unlock()
+				continue
+			}
+			if err != nil {
+				return
+			}
+			var seq int64
+			var real string
+			if _, err := fmt.Sscanf(string(buf[:n]), "seq %d %s", &seq, &real); err == nil {
+				s.mu.Lock()
+				s.received[seq] = true
+				s.reals[real]++
+				s.mu.Unlock()
+			}
+		}
+	})
+	s.wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				// Echoes still in flight get a moment, then the reader ends.
+				time.Sleep(300 * time.Millisecond)
+				conn.Close()
+				return
+			case <-tick.C:
+				seq := s.sent.Add(1)
+				if _, err := fmt.Fprintf(conn, "seq %d", seq); err != nil {
+					s.mu.Lock()
+					s.errs = append(s.errs, fmt.Sprintf("send %d: %v", seq, err))
+					s.mu.Unlock()
+				}
+			}
+		}
+	})
+	return s
+}
+
+// finish stops the stream and returns sent, lost, who echoed and the
+// socket errors seen.
+func (s *udpStream) finish() (sent, lost int64, reals map[string]int, errs []string) {
+	close(s.stop)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sent = s.sent.Load()
+	return sent, sent - int64(len(s.received)), s.reals, s.errs
+}
+
+// Scenario 7: vipcastd restarts (SIGTERM, start again) while a long TCP
+// transfer and a steady UDP stream run through the VIP. The new process
+// adopts the pinned data plane and BGP graceful restart keeps the route at
+// BIRD, so the transfer sees no reset and the UDP stream loses nothing
+// (target 0; the count is reported).
+func TestRestartDuringTransfer(t *testing.T) {
+	l := setup(t)
+	lb1 := l.LBs[0]
+
+	// The route must never leave BIRD: watch it the whole time.
+	var routeMissing atomic.Int64
+	watchStop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		for {
+			select {
+			case <-watchStop:
+				return
+			default:
+			}
+			if ok, err := l.Bird.HasRoute(prefixOf(lab.VIP4)); err == nil && !ok {
+				routeMissing.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	defer func() {
+		select {
+		case <-watchStop:
+		default:
+			close(watchStop)
+		}
+		watch.Wait()
+	}()
+
+	const transfer = 4 * time.Second
+	stream, err := lab.StartStream(l.Client, ap(lab.VIP4, lab.HTTPPort), 8<<20, transfer, lab.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpVIP := vipOf(lab.VIP4UDP, "udp")
+	forwardedBefore := vipPackets(stats(t, lb1), udpVIP)
+	bufErrsBefore, err := l.UDPBufferErrors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRouteBefore, err := l.RouterUnreachable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snmpBefore, _ := lab.SNMP(l.Router)
+	udp := startUDPStream(t, l, time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+
+	birdLogBefore := len(l.BirdLog())
+	t0 := time.Now()
+	old := lb1.Process()
+	if err := lb1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Since(t0)
+	if err := lb1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	serving := time.Since(t0)
+	log := lb1.Process().Output()
+	if !strings.Contains(log, "adopted the data plane") {
+		t.Errorf("the restarted vipcastd did not adopt the pinned data plane:\n%s", log)
+	}
+	if err := lb1.WaitRouted(bounded(t, 20*time.Second), lab.DefaultVIPs(), 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	settled := time.Since(t0)
+	t.Logf("vipcastd restart: stopped after %s, API serving again after %s, every real up and routed after %s", stopped.Round(time.Millisecond), serving.Round(time.Millisecond), settled.Round(time.Millisecond))
+
+	n, err := stream.Finish()
+	if err != nil {
+		t.Errorf("the transfer across the restart broke: %v", err)
+	}
+	// The stream runs on until BGP is back: the sessions' return is part
+	// of the restart.
+	waitFor(t, 20*time.Second, 10*time.Millisecond, "LB1's BGP sessions back", func() (bool, string) {
+		v4, v6 := l.Bird.ProtocolState("lb1v4"), l.Bird.ProtocolState("lb1v6")
+		return v4 == "Established" && v6 == "Established", "BIRD: lb1v4 " + v4 + ", lb1v6 " + v6
+	})
+	t.Logf("BGP sessions established again %s after the restart", (time.Since(t0)).Round(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	sent, lost, reals, sockErrs := udp.finish()
+	close(watchStop)
+	watch.Wait()
+	forwarded := int64(vipPackets(stats(t, lb1), udpVIP) - forwardedBefore)
+	bufErrsAfter, _ := l.UDPBufferErrors()
+	hostDrops := int64(bufErrsAfter - bufErrsBefore)
+	noRouteAfter, _ := l.RouterUnreachable()
+	noRoute := int64(noRouteAfter - noRouteBefore)
+	t.Logf("across the restart: transfer from %s %d bytes (err %v); UDP stream: %d datagrams sent at 1/ms, %d forwarded by the LB, %d not echoed (%d dropped by busy sockets on the hosts, %d packets the router could not forward (ICMP unreachable)), echoed by %v; socket errors %q; route absent from BIRD in %d polls",
+		stream.Real, n, err, sent, forwarded, lost, hostDrops, noRoute, reals, sockErrs, routeMissing.Load())
+
+	// BIRD's own account: across a graceful restart it keeps the routes
+	// (stale) and takes the re-sent ones as unchanged ("ignored").
+	var changes, session []string
+	for _, line := range strings.Split(l.BirdLog()[birdLogBefore:], "\n") {
+		if strings.Contains(line, "lb1v4.ipv4 >") && !strings.Contains(line, "ignored") {
+			changes = append(changes, line)
+		}
+		if strings.Contains(line, "lb1v4") && !strings.Contains(line, "KEEPALIVE") {
+			session = append(session, line)
+		}
+	}
+	// One known cause outside vipcast's code makes BIRD flush the routes
+	// and learn them again within a millisecond (GoBGP ends its restart
+	// mode when the first of several peers syncs, so the later peers'
+	// OPEN lacks the forwarding-state bit): the router may then drop a
+	// datagram or two for want of a route. That is reported, not failed;
+	// any other loss fails.
+	flapped := len(changes) > 0
+	if flapped {
+		t.Logf("KNOWN ISSUE (GoBGP ends graceful restart at the first of several peers): BIRD flushed and re-learned LB1's IPv4 routes instead of keeping them, the router could not forward %d packets (ICMP unreachable):\n%s\nBIRD's log of the session:\n%s",
+			noRoute, strings.Join(changes, "\n"), strings.Join(session, "\n"))
+	}
+	var flapDrops int64
+	if flapped {
+		flapDrops = noRoute
+	}
+	explained := hostDrops + flapDrops
+	// The VIP's counter also counts the odd ICMP error about a health
+	// check, so it may exceed what the client sent.
+	if forwarded+flapDrops < sent {
+		t.Errorf("the LB forwarded %d of the %d datagrams sent across the restart, want all", forwarded, sent)
+	}
+	if lost > explained {
+		t.Errorf("%d of %d UDP datagrams lost across the restart, %d of them not explained (host socket drops %d, route flap %v); want 0", lost, sent, lost-explained, hostDrops, flapped)
+	}
+	if len(reals) != 1 {
+		t.Errorf("the UDP flow changed real across the restart: %v", reals)
+	}
+	if n := routeMissing.Load(); n > 25 || (n > 0 && !flapped) {
+		t.Errorf("the route to %s left BIRD during the restart (%d polls, 2 ms apart, without it)", lab.VIP4, n)
+	}
+	if t.Failed() {
+		snmpAfter, _ := lab.SNMP(l.Router)
+		var moved []string
+		for k, v := range snmpAfter {
+			if d := v - snmpBefore[k]; d != 0 && !strings.Contains(k, "Octets") {
+				moved = append(moved, fmt.Sprintf("%s+%d", k, d))
+			}
+		}
+		sort.Strings(moved)
+		t.Logf("the router's counters that moved: %s", strings.Join(moved, " "))
+		drops, _ := lb1.IngressDrops()
+		t.Logf("counters: %v; frames dropped on the way into the LB's veth: %d", stats(t, lb1).GetGlobal(), drops)
+		t.Logf("the stopped vipcastd's last lines:\n%s", lastLines(old.Output(), 15))
+		t.Logf("the new vipcastd:\n%s", lastLines(log, 60))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
