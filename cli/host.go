@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"vipcast/lb"
 )
@@ -97,6 +98,11 @@ func (a *app) realSetup(ifname string, vips []netip.Addr, pinDir string, mode lb
 	}
 	for _, v := range vips {
 		addr := &netlink.Addr{IPNet: netipToIPNet(netip.PrefixFrom(v, v.BitLen()))}
+		if v.Is6() {
+			// No duplicate address detection on lo: a tentative VIP
+			// cannot be bound, and every real has the same VIP anyway.
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrReplace(lo, addr); err != nil {
 			return fmt.Errorf("add VIP %s to lo: %w", v, err)
 		}

@@ -121,7 +121,19 @@ func httpProbe(t Target, roots *x509.CertPool) probe {
 		if err != nil {
 			return err
 		}
-		defer reset(conn)
+		// A check that saw the server close first ends with an ordinary
+		// close: resetting while the real's FIN is still in flight makes
+		// the kernel answer it with an RST from no socket, which carries
+		// no mark, leaves without the tunnel and comes back to the LB as
+		// VIP traffic. The server holds the TIME_WAIT then, not the LB.
+		raw, graceful := conn, false
+		defer func() {
+			if graceful {
+				_ = raw.Close()
+			} else {
+				reset(raw)
+			}
+		}()
 		stop := bindToContext(ctx, conn)
 		defer stop()
 		if https {
@@ -134,7 +146,8 @@ func httpProbe(t Target, roots *x509.CertPool) probe {
 		if err := req.Write(conn); err != nil {
 			return ctxErr(ctx, fmt.Errorf("send %s %s: %w", s.Method, s.Path, err), s.Timeout)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			return ctxErr(ctx, fmt.Errorf("read response to %s %s from %s: %w", s.Method, s.Path, dest, err), s.Timeout)
 		}
@@ -149,6 +162,13 @@ func httpProbe(t Target, roots *x509.CertPool) probe {
 			}
 			if !bytes.Contains(body, []byte(s.BodyContains)) {
 				return fmt.Errorf("%s %s: body (%d bytes read) does not contain %q", s.Method, s.Path, len(body), s.BodyContains)
+			}
+		}
+		// Read the rest and the server's close (it was asked to close),
+		// within the check's deadline; only then close gracefully.
+		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)); err == nil {
+			if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+				graceful = true
 			}
 		}
 		return nil

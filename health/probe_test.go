@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -569,4 +570,37 @@ exit 0
 		_, err = runProbe(t, tg, probeEnv{})
 		checkErr(t, err, "exit status 1")
 	})
+}
+
+// An HTTP check whose server closes first ends with FIN, not RST: an RST
+// answered to the real's late packets would leave the LB unmarked.
+func TestHTTPProbeClosesGracefully(t *testing.T) {
+	ln := listen(t, "tcp", "127.0.0.1:0")
+	result := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			result <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			result <- err
+			return
+		}
+		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
+		// Half-close, then see how the checker ends its side.
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(buf)
+		result <- err
+	}()
+	tg := loopTarget(addrPort(ln.Addr()), CheckSpec{Type: TypeHTTP, Timeout: time.Second})
+	if _, err := runProbe(t, tg, probeEnv{}); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if err := <-result; !errors.Is(err, io.EOF) {
+		t.Fatalf("server saw %v after the check, want EOF (a graceful close, not a reset)", err)
+	}
 }
