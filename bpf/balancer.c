@@ -61,7 +61,9 @@ struct {
 struct ring {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65537);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/* Mmapable: package lb fills a new ring with one memory copy instead
+	 * of a batch update (0.05 ms instead of 20-30 ms for 65537 slots). */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -8,6 +8,7 @@
 package lb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -617,18 +618,14 @@ func (b *Balancer) writeRing(vs *vipState) error {
 		KeySize:    4,
 		ValueSize:  4,
 		MaxEntries: vs.RingSize,
-		Flags:      unix.BPF_F_INNER_MAP,
+		Flags:      unix.BPF_F_INNER_MAP | unix.BPF_F_MMAPABLE,
 	})
 	if err != nil {
 		return fmt.Errorf("create ring of %d slots: %w", vs.RingSize, err)
 	}
 	defer m.Close()
-	keys := make([]uint32, len(ring))
-	for i := range keys {
-		keys[i] = uint32(i)
-	}
-	if _, err := m.BatchUpdate(keys, ring, nil); err != nil {
-		return fmt.Errorf("fill ring: %w", err)
+	if err := fillRing(m, ring); err != nil {
+		return err
 	}
 	if err := b.objs.Rings.Put(vs.num, m); err != nil {
 		return fmt.Errorf("install ring: %w", err)
@@ -693,4 +690,23 @@ func (b *Balancer) ConnTables() (tables []ConnTable, bytes uint64) {
 		bytes += uint64(per) * elem
 	}
 	return tables, bytes
+}
+
+// fillRing writes a new ring (not yet visible to the program) through its
+// memory mapping: an array map's elements are 8-byte aligned, so each u32
+// slot takes 8 bytes.
+func fillRing(m *ebpf.Map, ring []uint32) error {
+	mem, err := m.Memory()
+	if err != nil {
+		return fmt.Errorf("map ring memory: %w", err)
+	}
+	const stride = 8
+	buf := make([]byte, stride*len(ring))
+	for i, id := range ring {
+		binary.NativeEndian.PutUint32(buf[i*stride:], id)
+	}
+	if _, err := mem.WriteAt(buf, 0); err != nil {
+		return fmt.Errorf("fill ring: %w", err)
+	}
+	return nil
 }
