@@ -72,6 +72,7 @@ detaches the program and removes the given VIPs from lo.`,
 	f.StringVar(&pinDir, "pin-dir", "", "where the program's state is pinned (default /sys/fs/bpf/vipcast/decap_IFACE)")
 	f.StringVar(&mode, "xdp-mode", string(lb.XDPAuto), "native, generic or auto")
 	f.BoolVar(&remove, "remove", false, "undo: detach the program and remove the VIPs from lo")
+	f.BoolVar(&remove, "undo", false, "the same as --remove")
 	return cmd
 }
 

@@ -208,6 +208,10 @@ type HealthCheck struct {
 	// Direct checks the real's own address instead of VIP:port through
 	// the tunnel.
 	Direct bool
+	// MoveFlowsOnDown re-places a failed real's established flows on
+	// other reals at once; by default they stay with it (a failed check
+	// need not mean a dead connection) until it is removed or disabled.
+	MoveFlowsOnDown bool
 	// Interval between checks, Timeout of one check.
 	Interval time.Duration
 	Timeout  time.Duration

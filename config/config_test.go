@@ -185,6 +185,7 @@ func TestFullExample(t *testing.T) {
 		ExpectReply:        true,
 		Command:            []string{"/usr/local/bin/check", "--quick"},
 		Direct:             true,
+		MoveFlowsOnDown:    true,
 		Interval:           2 * time.Second,
 		Timeout:            500 * time.Millisecond,
 		Rise:               3,
@@ -470,7 +471,7 @@ func TestValidateInCode(t *testing.T) {
 	err = c.Validate()
 	// Problems without a position come first.
 	want := `vip[2].real[0].address: an IPv6 VIP ("2001:db8:f00::2") needs IPv6 reals (IPv6 cannot be carried in IPv4), got "198.51.100.30"` + "\n" +
-		"full.toml:119:3: vip[0].real[0].weight: must be 0..65535, got 70000"
+		"full.toml:120:3: vip[0].real[0].weight: must be 0..65535, got 70000"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
@@ -478,7 +479,7 @@ func TestValidateInCode(t *testing.T) {
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("want a *ValidationError with 2 problems, got %#v", err)
 	}
-	if fe := ve.Errors[1]; fe.File != "full.toml" || fe.Field != "vip[0].real[0].weight" || fe.Line != 119 || fe.Column != 3 ||
+	if fe := ve.Errors[1]; fe.File != "full.toml" || fe.Field != "vip[0].real[0].weight" || fe.Line != 120 || fe.Column != 3 ||
 		fe.Message != "must be 0..65535" || fe.Value != "70000" {
 		t.Errorf("file FieldError = %+v", fe)
 	}

@@ -250,6 +250,7 @@ func (d *decoder) health(t *table, base HealthCheck) HealthCheck {
 	t.setBool("expect_reply", &h.ExpectReply)
 	t.setStrings("command", &h.Command)
 	t.setBool("direct", &h.Direct)
+	t.setBool("move_flows_on_down", &h.MoveFlowsOnDown)
 	t.setDuration("interval", &h.Interval)
 	t.setDuration("timeout", &h.Timeout)
 	t.setInt("rise", 1, maxRiseFall, &h.Rise)

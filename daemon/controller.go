@@ -50,17 +50,19 @@ func (a adminState) String() string {
 // wantReal and wantVIP are the desired state: the file, plus live changes
 // made through the API until the next reload.
 type wantReal struct {
-	addr   netip.Addr
-	weight uint32
-	admin  adminState
-	check  health.CheckSpec
+	addr      netip.Addr
+	weight    uint32
+	admin     adminState
+	check     health.CheckSpec
+	moveFlows bool // move_flows_on_down: a failed real loses its flows
 }
 
 type wantVIP struct {
-	vip   lb.VIP
-	check health.CheckSpec // for reals added through the API
-	route config.Route
-	reals map[netip.Addr]*wantReal
+	vip       lb.VIP
+	check     health.CheckSpec // for reals added through the API
+	moveFlows bool             // likewise
+	route     config.Route
+	reals     map[netip.Addr]*wantReal
 }
 
 type realKey struct {
@@ -72,13 +74,14 @@ type realKey struct {
 // health: a real the operator wants up is in the ring only while its checks
 // pass; a draining real keeps its flows; a disabled one is out.
 type controller struct {
-	log      *slog.Logger
-	dp       balancer
-	checker  checkSetter // nil: no health checking, reals count as up
-	marks    *markSync   // nil: no healthcheck forwarding
-	changed  func()      // told (without the lock held) after every change
-	defCheck health.CheckSpec
-	defRoute config.Route
+	log          *slog.Logger
+	dp           balancer
+	checker      checkSetter // nil: no health checking, reals count as up
+	marks        *markSync   // nil: no healthcheck forwarding
+	changed      func()      // told (without the lock held) after every change
+	defCheck     health.CheckSpec
+	defMoveFlows bool
+	defRoute     config.Route
 
 	mu     sync.Mutex
 	vips   map[lb.VIPKey]*wantVIP
@@ -90,9 +93,10 @@ func (c *controller) effective(k lb.VIPKey, r *wantReal) lb.Real {
 	out := lb.Real{Addr: r.addr, Weight: r.weight, State: lb.Up}
 	healthy := c.checker == nil || c.health[realKey{k, r.addr}] == health.Up
 	switch {
-	case r.admin == adminDisabled || !healthy:
+	case r.admin == adminDisabled || (!healthy && r.moveFlows):
 		out.State = lb.Down
-	case r.admin == adminDrain:
+	case r.admin == adminDrain || !healthy:
+		// Out of the ring; established flows stay (move_flows_on_down).
 		out.State = lb.Draining
 	}
 	return out

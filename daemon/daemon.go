@@ -133,13 +133,14 @@ func (d *Daemon) start(ctx context.Context) error {
 	col := d.newCollector()
 	d.checker = health.New(health.Options{Logger: d.opts.Logger, Jitter: cfg.Health.Jitter, Observe: col.CheckLatency().Observe})
 	d.ctrl = &controller{
-		log:      d.opts.Logger.With("component", "daemon"),
-		dp:       d.balancer,
-		checker:  d.checker,
-		defCheck: checkSpec(cfg.Health),
-		defRoute: cfg.BGP.Route,
-		vips:     map[lb.VIPKey]*wantVIP{},
-		health:   map[realKey]health.State{},
+		log:          d.opts.Logger.With("component", "daemon"),
+		dp:           d.balancer,
+		checker:      d.checker,
+		defCheck:     checkSpec(cfg.Health),
+		defMoveFlows: cfg.Health.MoveFlowsOnDown,
+		defRoute:     cfg.BGP.Route,
+		vips:         map[lb.VIPKey]*wantVIP{},
+		health:       map[realKey]health.State{},
 	}
 	if d.hc != nil {
 		alloc, err := health.NewMarkAllocator(cfg.HCMarks.First, cfg.HCMarks.Last)

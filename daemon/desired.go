@@ -16,18 +16,20 @@ func desiredFromConfig(cfg *config.Config) map[lb.VIPKey]*wantVIP {
 		v := &cfg.VIPs[i]
 		key := lb.VIPKey{Addr: v.Address, Port: v.Port, Proto: lb.Proto(v.Protocol.Number())}
 		w := &wantVIP{
-			vip:   lb.VIP{Key: key, Flags: vipFlags(v.Flags), RingSize: v.RingSize},
-			check: checkSpec(v.Health),
-			route: v.BGP,
-			reals: make(map[netip.Addr]*wantReal, len(v.Reals)),
+			vip:       lb.VIP{Key: key, Flags: vipFlags(v.Flags), RingSize: v.RingSize},
+			check:     checkSpec(v.Health),
+			moveFlows: v.Health.MoveFlowsOnDown,
+			route:     v.BGP,
+			reals:     make(map[netip.Addr]*wantReal, len(v.Reals)),
 		}
 		for j := range v.Reals {
 			r := &v.Reals[j]
 			w.reals[r.Address] = &wantReal{
-				addr:   r.Address,
-				weight: r.Weight,
-				admin:  adminFromConfig(r.State),
-				check:  checkSpec(v.Check(r)),
+				addr:      r.Address,
+				weight:    r.Weight,
+				admin:     adminFromConfig(r.State),
+				check:     checkSpec(v.Check(r)),
+				moveFlows: v.Check(r).MoveFlowsOnDown,
 			}
 		}
 		out[key] = w

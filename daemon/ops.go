@@ -83,7 +83,7 @@ func (c *controller) AddVIP(v lb.VIP) error {
 		if _, ok := m[v.Key]; ok {
 			return fmt.Errorf("vip %s: %w", v.Key, lb.ErrExists)
 		}
-		m[v.Key] = &wantVIP{vip: v, check: c.defCheck, route: c.defRoute, reals: map[netip.Addr]*wantReal{}}
+		m[v.Key] = &wantVIP{vip: v, check: c.defCheck, moveFlows: c.defMoveFlows, route: c.defRoute, reals: map[netip.Addr]*wantReal{}}
 		return nil
 	})
 }
@@ -118,7 +118,7 @@ func (c *controller) AddReal(k lb.VIPKey, r lb.Real) error {
 		if _, ok := w.reals[r.Addr]; ok {
 			return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, lb.ErrExists)
 		}
-		w.reals[r.Addr] = &wantReal{addr: r.Addr, weight: r.Weight, admin: adminOf(r.State), check: w.check}
+		w.reals[r.Addr] = &wantReal{addr: r.Addr, weight: r.Weight, admin: adminOf(r.State), check: w.check, moveFlows: w.moveFlows}
 		return nil
 	})
 }
