@@ -2563,6 +2563,96 @@ func (x *LogLevelResponse) GetPrevious() string {
 	return ""
 }
 
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_vipcast_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vipcast_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_vipcast_proto_rawDescGZIP(), []int{50}
+}
+
+type DrainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The VIP addresses withdrawn.
+	Withdrawn []string `protobuf:"bytes,1,rep,name=withdrawn,proto3" json:"withdrawn,omitempty"`
+	// How long vipcastd waits before it stops.
+	DrainSeconds  int64 `protobuf:"varint,2,opt,name=drain_seconds,json=drainSeconds,proto3" json:"drain_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_vipcast_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vipcast_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_vipcast_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *DrainResponse) GetWithdrawn() []string {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return nil
+}
+
+func (x *DrainResponse) GetDrainSeconds() int64 {
+	if x != nil {
+		return x.DrainSeconds
+	}
+	return 0
+}
+
 var File_vipcast_proto protoreflect.FileDescriptor
 
 const file_vipcast_proto_rawDesc = "" +
@@ -2721,7 +2811,11 @@ const file_vipcast_proto_rawDesc = "" +
 	"\x05level\x18\x01 \x01(\tR\x05level\"D\n" +
 	"\x10LogLevelResponse\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
-	"\bprevious\x18\x02 \x01(\tR\bprevious2\xd5\v\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\"\x0e\n" +
+	"\fDrainRequest\"R\n" +
+	"\rDrainResponse\x12\x1c\n" +
+	"\twithdrawn\x18\x01 \x03(\tR\twithdrawn\x12#\n" +
+	"\rdrain_seconds\x18\x02 \x01(\x03R\fdrainSeconds2\x93\f\n" +
 	"\aVipcast\x12K\n" +
 	"\n" +
 	"GetVersion\x12\x1d.vipcast.v1.GetVersionRequest\x1a\x1e.vipcast.v1.GetVersionResponse\x12?\n" +
@@ -2747,7 +2841,8 @@ const file_vipcast_proto_rawDesc = "" +
 	"\rListNeighbors\x12 .vipcast.v1.ListNeighborsRequest\x1a!.vipcast.v1.ListNeighborsResponse\x12K\n" +
 	"\n" +
 	"ListRoutes\x12\x1d.vipcast.v1.ListRoutesRequest\x1a\x1e.vipcast.v1.ListRoutesResponse\x12E\n" +
-	"\bLogLevel\x12\x1b.vipcast.v1.LogLevelRequest\x1a\x1c.vipcast.v1.LogLevelResponseB\x11Z\x0fvipcast/api;apib\x06proto3"
+	"\bLogLevel\x12\x1b.vipcast.v1.LogLevelRequest\x1a\x1c.vipcast.v1.LogLevelResponse\x12<\n" +
+	"\x05Drain\x12\x18.vipcast.v1.DrainRequest\x1a\x19.vipcast.v1.DrainResponseB\x11Z\x0fvipcast/api;apib\x06proto3"
 
 var (
 	file_vipcast_proto_rawDescOnce sync.Once
@@ -2761,7 +2856,7 @@ func file_vipcast_proto_rawDescGZIP() []byte {
 	return file_vipcast_proto_rawDescData
 }
 
-var file_vipcast_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_vipcast_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_vipcast_proto_goTypes = []any{
 	(*VIPKey)(nil),                        // 0: vipcast.v1.VIPKey
 	(*VIP)(nil),                           // 1: vipcast.v1.VIP
@@ -2813,6 +2908,8 @@ var file_vipcast_proto_goTypes = []any{
 	(*ListRoutesResponse)(nil),            // 47: vipcast.v1.ListRoutesResponse
 	(*LogLevelRequest)(nil),               // 48: vipcast.v1.LogLevelRequest
 	(*LogLevelResponse)(nil),              // 49: vipcast.v1.LogLevelResponse
+	(*DrainRequest)(nil),                  // 50: vipcast.v1.DrainRequest
+	(*DrainResponse)(nil),                 // 51: vipcast.v1.DrainResponse
 }
 var file_vipcast_proto_depIdxs = []int32{
 	0,  // 0: vipcast.v1.VIP.key:type_name -> vipcast.v1.VIPKey
@@ -2857,27 +2954,29 @@ var file_vipcast_proto_depIdxs = []int32{
 	43, // 39: vipcast.v1.Vipcast.ListNeighbors:input_type -> vipcast.v1.ListNeighborsRequest
 	46, // 40: vipcast.v1.Vipcast.ListRoutes:input_type -> vipcast.v1.ListRoutesRequest
 	48, // 41: vipcast.v1.Vipcast.LogLevel:input_type -> vipcast.v1.LogLevelRequest
-	5,  // 42: vipcast.v1.Vipcast.GetVersion:output_type -> vipcast.v1.GetVersionResponse
-	7,  // 43: vipcast.v1.Vipcast.AddVIP:output_type -> vipcast.v1.AddVIPResponse
-	9,  // 44: vipcast.v1.Vipcast.DeleteVIP:output_type -> vipcast.v1.DeleteVIPResponse
-	11, // 45: vipcast.v1.Vipcast.SetVIP:output_type -> vipcast.v1.SetVIPResponse
-	13, // 46: vipcast.v1.Vipcast.ListVIPs:output_type -> vipcast.v1.ListVIPsResponse
-	15, // 47: vipcast.v1.Vipcast.AddReal:output_type -> vipcast.v1.AddRealResponse
-	17, // 48: vipcast.v1.Vipcast.DeleteReal:output_type -> vipcast.v1.DeleteRealResponse
-	19, // 49: vipcast.v1.Vipcast.SetReal:output_type -> vipcast.v1.SetRealResponse
-	22, // 50: vipcast.v1.Vipcast.AddHealthcheckMark:output_type -> vipcast.v1.AddHealthcheckMarkResponse
-	24, // 51: vipcast.v1.Vipcast.DeleteHealthcheckMark:output_type -> vipcast.v1.DeleteHealthcheckMarkResponse
-	26, // 52: vipcast.v1.Vipcast.ListHealthcheckMarks:output_type -> vipcast.v1.ListHealthcheckMarksResponse
-	32, // 53: vipcast.v1.Vipcast.GetStats:output_type -> vipcast.v1.GetStatsResponse
-	34, // 54: vipcast.v1.Vipcast.GetGateway:output_type -> vipcast.v1.GetGatewayResponse
-	36, // 55: vipcast.v1.Vipcast.SetGateway:output_type -> vipcast.v1.SetGatewayResponse
-	38, // 56: vipcast.v1.Vipcast.Reload:output_type -> vipcast.v1.ReloadResponse
-	41, // 57: vipcast.v1.Vipcast.ListHealth:output_type -> vipcast.v1.ListHealthResponse
-	44, // 58: vipcast.v1.Vipcast.ListNeighbors:output_type -> vipcast.v1.ListNeighborsResponse
-	47, // 59: vipcast.v1.Vipcast.ListRoutes:output_type -> vipcast.v1.ListRoutesResponse
-	49, // 60: vipcast.v1.Vipcast.LogLevel:output_type -> vipcast.v1.LogLevelResponse
-	42, // [42:61] is the sub-list for method output_type
-	23, // [23:42] is the sub-list for method input_type
+	50, // 42: vipcast.v1.Vipcast.Drain:input_type -> vipcast.v1.DrainRequest
+	5,  // 43: vipcast.v1.Vipcast.GetVersion:output_type -> vipcast.v1.GetVersionResponse
+	7,  // 44: vipcast.v1.Vipcast.AddVIP:output_type -> vipcast.v1.AddVIPResponse
+	9,  // 45: vipcast.v1.Vipcast.DeleteVIP:output_type -> vipcast.v1.DeleteVIPResponse
+	11, // 46: vipcast.v1.Vipcast.SetVIP:output_type -> vipcast.v1.SetVIPResponse
+	13, // 47: vipcast.v1.Vipcast.ListVIPs:output_type -> vipcast.v1.ListVIPsResponse
+	15, // 48: vipcast.v1.Vipcast.AddReal:output_type -> vipcast.v1.AddRealResponse
+	17, // 49: vipcast.v1.Vipcast.DeleteReal:output_type -> vipcast.v1.DeleteRealResponse
+	19, // 50: vipcast.v1.Vipcast.SetReal:output_type -> vipcast.v1.SetRealResponse
+	22, // 51: vipcast.v1.Vipcast.AddHealthcheckMark:output_type -> vipcast.v1.AddHealthcheckMarkResponse
+	24, // 52: vipcast.v1.Vipcast.DeleteHealthcheckMark:output_type -> vipcast.v1.DeleteHealthcheckMarkResponse
+	26, // 53: vipcast.v1.Vipcast.ListHealthcheckMarks:output_type -> vipcast.v1.ListHealthcheckMarksResponse
+	32, // 54: vipcast.v1.Vipcast.GetStats:output_type -> vipcast.v1.GetStatsResponse
+	34, // 55: vipcast.v1.Vipcast.GetGateway:output_type -> vipcast.v1.GetGatewayResponse
+	36, // 56: vipcast.v1.Vipcast.SetGateway:output_type -> vipcast.v1.SetGatewayResponse
+	38, // 57: vipcast.v1.Vipcast.Reload:output_type -> vipcast.v1.ReloadResponse
+	41, // 58: vipcast.v1.Vipcast.ListHealth:output_type -> vipcast.v1.ListHealthResponse
+	44, // 59: vipcast.v1.Vipcast.ListNeighbors:output_type -> vipcast.v1.ListNeighborsResponse
+	47, // 60: vipcast.v1.Vipcast.ListRoutes:output_type -> vipcast.v1.ListRoutesResponse
+	49, // 61: vipcast.v1.Vipcast.LogLevel:output_type -> vipcast.v1.LogLevelResponse
+	51, // 62: vipcast.v1.Vipcast.Drain:output_type -> vipcast.v1.DrainResponse
+	43, // [43:63] is the sub-list for method output_type
+	23, // [23:43] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2896,7 +2995,7 @@ func file_vipcast_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vipcast_proto_rawDesc), len(file_vipcast_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	Vipcast_ListNeighbors_FullMethodName         = "/vipcast.v1.Vipcast/ListNeighbors"
 	Vipcast_ListRoutes_FullMethodName            = "/vipcast.v1.Vipcast/ListRoutes"
 	Vipcast_LogLevel_FullMethodName              = "/vipcast.v1.Vipcast/LogLevel"
+	Vipcast_Drain_FullMethodName                 = "/vipcast.v1.Vipcast/Drain"
 )
 
 // VipcastClient is the client API for Vipcast service.
@@ -77,6 +78,9 @@ type VipcastClient interface {
 	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
 	// The daemon's log level, read or changed at run time.
 	LogLevel(ctx context.Context, in *LogLevelRequest, opts ...grpc.CallOption) (*LogLevelResponse, error)
+	// Withdraw every VIP from BGP, wait drain_time for established flows
+	// to finish, then stop vipcastd (the data plane stays attached).
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type vipcastClient struct {
@@ -277,6 +281,16 @@ func (c *vipcastClient) LogLevel(ctx context.Context, in *LogLevelRequest, opts 
 	return out, nil
 }
 
+func (c *vipcastClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Vipcast_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VipcastServer is the server API for Vipcast service.
 // All implementations must embed UnimplementedVipcastServer
 // for forward compatibility.
@@ -308,6 +322,9 @@ type VipcastServer interface {
 	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
 	// The daemon's log level, read or changed at run time.
 	LogLevel(context.Context, *LogLevelRequest) (*LogLevelResponse, error)
+	// Withdraw every VIP from BGP, wait drain_time for established flows
+	// to finish, then stop vipcastd (the data plane stays attached).
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedVipcastServer()
 }
 
@@ -374,6 +391,9 @@ func (UnimplementedVipcastServer) ListRoutes(context.Context, *ListRoutesRequest
 }
 func (UnimplementedVipcastServer) LogLevel(context.Context, *LogLevelRequest) (*LogLevelResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method LogLevel not implemented")
+}
+func (UnimplementedVipcastServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedVipcastServer) mustEmbedUnimplementedVipcastServer() {}
 func (UnimplementedVipcastServer) testEmbeddedByValue()                 {}
@@ -738,6 +758,24 @@ func _Vipcast_LogLevel_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Vipcast_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VipcastServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Vipcast_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VipcastServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Vipcast_ServiceDesc is the grpc.ServiceDesc for Vipcast service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -820,6 +858,10 @@ var Vipcast_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LogLevel",
 			Handler:    _Vipcast_LogLevel_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Vipcast_Drain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -452,6 +452,20 @@ func (f *fakeServer) Reload(context.Context, *api.ReloadRequest) (*api.ReloadRes
 	return &api.ReloadResponse{Changes: slices.Clone(f.changes)}, nil
 }
 
+func (f *fakeServer) Drain(context.Context, *api.DrainRequest) (*api.DrainResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k, on := range f.announce {
+		if on {
+			out = append(out, k.addr.String())
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	return &api.DrainResponse{Withdrawn: out, DrainSeconds: 10}, nil
+}
+
 func (f *fakeServer) LogLevel(_ context.Context, req *api.LogLevelRequest) (*api.LogLevelResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

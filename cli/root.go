@@ -83,6 +83,7 @@ vipcastd return to the configuration file.`,
 		newReloadCommand(a),
 		newVersionCommand(a),
 		newLogLevelCommand(a),
+		newDrainCommand(a),
 		newRealSetupCommand(a),
 		newXDPRootCommand(a),
 	)
@@ -94,7 +95,7 @@ vipcastd return to the configuration file.`,
 	// is vip (not version), `r` is real, `h` is hc, `he` is health.
 	addPrefixAliases(root, []string{
 		"vip", "real", "hc", "stats", "top", "gateway", "health", "neighbor", "rib",
-		"reload", "version", "completion", "help", "log-level", "real-setup", "xdp-root",
+		"reload", "version", "completion", "help", "log-level", "drain", "real-setup", "xdp-root",
 	})
 	return root
 }

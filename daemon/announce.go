@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,9 +36,10 @@ type announcer struct {
 
 	kick chan struct{}
 
-	mu    sync.Mutex
-	holds map[netip.Addr]*bgp.HoldDown
-	state map[netip.Addr]announceState
+	mu       sync.Mutex
+	holds    map[netip.Addr]*bgp.HoldDown
+	state    map[netip.Addr]announceState
+	draining bool // `vipcast drain`: everything withdrawn for good
 }
 
 type announceState uint8
@@ -86,8 +88,12 @@ func (a *announcer) evaluate(now time.Time) {
 	seen := map[netip.Addr]bool{}
 	for _, as := range a.services() {
 		seen[as.addr] = true
-		if !as.route.Announce {
-			a.setLocked(as.addr, withdrawn, as.route, "announce = false")
+		if !as.route.Announce || a.draining {
+			why := "announce = false"
+			if a.draining {
+				why = "draining"
+			}
+			a.setLocked(as.addr, withdrawn, as.route, why)
 			continue
 		}
 		hold := a.holds[as.addr]
@@ -263,4 +269,21 @@ func (a *announcer) announcedAddrs() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// drain withdraws every address for good and returns the ones that were
+// announced.
+func (a *announcer) drain() []string {
+	a.mu.Lock()
+	var was []string
+	for addr, st := range a.state {
+		if st != withdrawn {
+			was = append(was, addr.String())
+		}
+	}
+	a.draining = true
+	a.mu.Unlock()
+	a.evaluate(time.Now())
+	slices.Sort(was)
+	return was
 }

@@ -60,6 +60,7 @@ type hooks struct {
 	announced func(netip.Addr) bool
 	healthOf  func(lb.VIPKey, netip.Addr) string
 	logLevel  *slog.LevelVar
+	drain     func() ([]string, time.Duration)
 }
 
 // apiServer implements api.VipcastServer over the data plane.
@@ -449,4 +450,12 @@ func (s *apiServer) LogLevel(_ context.Context, req *api.LogLevelRequest) (*api.
 		s.hooks.logLevel.Set(l)
 	}
 	return &api.LogLevelResponse{Level: strings.ToLower(s.hooks.logLevel.Level().String()), Previous: prev}, nil
+}
+
+func (s *apiServer) Drain(context.Context, *api.DrainRequest) (*api.DrainResponse, error) {
+	if s.hooks.drain == nil {
+		return nil, status.Error(codes.Unavailable, "drain is not available")
+	}
+	withdrawn, wait := s.hooks.drain()
+	return &api.DrainResponse{Withdrawn: withdrawn, DrainSeconds: int64(wait / time.Second)}, nil
 }

@@ -73,6 +73,7 @@ type Daemon struct {
 	ann      *announcer
 	api      *apiListener
 	closers  []func() error
+	stop     context.CancelFunc // ends Run (after a drain)
 }
 
 // Run runs vipcastd until ctx ends, then shuts down in order.
@@ -84,7 +85,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: opts.Logger.With("component", "daemon"), cfg: cfg}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	d := &Daemon{opts: opts, log: opts.Logger.With("component", "daemon"), cfg: cfg, stop: stop}
 	defer d.close()
 	if err := d.start(ctx); err != nil {
 		return err

@@ -245,3 +245,53 @@ func TestDaemonLifecycle(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestDrainStopsTheDaemon(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if err := lb.EnsureBPFFS(); err != nil {
+		t.Fatal(err)
+	}
+	id := testutil.RunID()
+	lbNS, peer := testutil.NewNS(t, id, "lb"), testutil.NewNS(t, id, "peer")
+	testutil.Veth(t, lbNS, "eth0", peer, "eth0")
+	dir := t.TempDir()
+	r := &daemonRun{
+		t: t, ns: lbNS, bin: buildDaemon(t),
+		cfg:  filepath.Join(dir, "vipcast.toml"),
+		pins: filepath.Join(lb.BPFFS, "vipcast-test-"+id),
+		sock: filepath.Join(dir, "vipcast.sock"),
+	}
+	t.Cleanup(func() { _ = lb.RemovePins(filepath.Join(r.pins, "eth0")); _ = os.Remove(r.pins) })
+	body := strings.ReplaceAll(testConfig, "%SOCK%", r.sock)
+	body = strings.Replace(body, "[metrics]", "[bgp]\ndrain_time = \"300ms\"\n\n[metrics]", 1)
+	if err := os.WriteFile(r.cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	start := time.Now()
+	resp, err := r.client.Drain(ctx(t), &api.DrainRequest{})
+	if err != nil {
+		t.Fatalf("Drain: %v\n%s", err, r.log)
+	}
+	if len(resp.Withdrawn) != 0 {
+		t.Errorf("withdrawn %v with BGP off", resp.Withdrawn)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("vipcastd exited with %v after drain:\n%s", err, r.log)
+		}
+		if took := time.Since(start); took < 300*time.Millisecond {
+			t.Fatalf("stopped %s after drain, before drain_time (300ms)", took)
+		}
+	case <-time.After(10 * time.Second):
+		_ = r.cmd.Process.Kill()
+		t.Fatalf("vipcastd still running 10 s after drain:\n%s", r.log)
+	}
+	r.conn.Close()
+	if out := lbNS.MustExec(t, "ip", "link", "show", "eth0"); !strings.Contains(string(out), "xdp") {
+		t.Fatalf("drain detached the data plane:\n%s", out)
+	}
+}

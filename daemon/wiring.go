@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 
 	"vipcast/api"
 	"vipcast/lb"
@@ -21,6 +22,7 @@ func (d *Daemon) apiServer() *apiServer {
 			},
 			health:    d.healthList,
 			logLevel:  d.opts.LogLevel,
+			drain:     d.drain,
 			neighbors: d.neighbors,
 			routes:    d.routes,
 			announced: func(a netip.Addr) bool { return d.ann != nil && d.ann.isAnnounced(a) },
@@ -56,4 +58,18 @@ func (d *Daemon) healthList() []*api.RealHealth {
 		})
 	}
 	return out
+}
+
+// drain withdraws every VIP, then stops the daemon after drain_time.
+func (d *Daemon) drain() ([]string, time.Duration) {
+	var withdrawn []string
+	if d.ann != nil {
+		withdrawn = d.ann.drain()
+	}
+	d.mu.Lock()
+	wait := d.cfg.BGP.DrainTime
+	d.mu.Unlock()
+	d.log.Info("draining: every VIP withdrawn; stopping when drain_time has passed", "withdrawn", len(withdrawn), "drain_time", wait)
+	time.AfterFunc(wait, d.stop)
+	return withdrawn, wait
 }
