@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,14 +28,33 @@ func TestAllRealsDownWithdrawsRoute(t *testing.T) {
 	for _, r := range l.Reals {
 		r.StopServer()
 	}
+	gone := waitGone(t, l.Bird, prefixes, 5*time.Second)
 	for _, p := range prefixes {
-		if _, err := l.Bird.WaitRoute(p, false, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		took := time.Since(t0)
+		took := gone[p].Sub(t0)
 		t.Logf("all reals down: %s left BIRD %s after the servers stopped (budget %s)", p, took.Round(time.Millisecond), budget)
 		if took > budget {
 			t.Errorf("%s withdrawn after %s, want within %s", p, took, budget)
+		}
+	}
+	// Pipeline overhead: from the deciding check (the last real of the
+	// VIP going down, as vipcastd's health log dates it) through the
+	// daemon's and the speaker's "vip withdrawn" to the route leaving
+	// BIRD. The issue's target is < 200 ms; assert a generous 1 s.
+	const overheadTarget, overheadLimit = 200 * time.Millisecond, time.Second
+	out := l.LBs[0].Process().Output()
+	for _, a := range []netip.Addr{lab.VIP4, lab.VIP6} {
+		p := prefixOf(a)
+		pl, err := pipelineTimes(out, t0, a)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		total := gone[p].Sub(pl.decided)
+		t.Logf("pipeline %s: deciding check (%s, took %s) -> speaker withdrew +%s (announcer logged +%s) -> gone from BIRD +%s; overhead %s (target %s: %s)",
+			p, pl.target, pl.latency, pl.speaker.Sub(pl.decided), pl.announcer.Sub(pl.decided), gone[p].Sub(pl.speaker),
+			total, overheadTarget, map[bool]string{true: "met", false: "NOT met"}[total < overheadTarget])
+		if total > overheadLimit {
+			t.Errorf("%s left BIRD %s after the deciding check, want within %s", p, total, overheadLimit)
 		}
 	}
 	if out, err := l.Router.Exec("ip", "route", "show", lab.VIP4.String()); err != nil || len(out) != 0 {
@@ -205,4 +228,107 @@ func TestRealLeavesAndReturns(t *testing.T) {
 	if toVictimAfter == 0 {
 		t.Errorf("%s got none of %d connections after it returned", victim.Name, after)
 	}
+}
+
+// waitGone polls BIRD for all prefixes at once until none is left, and
+// returns when each was first seen gone (one control connection, so a
+// round is well under a millisecond per prefix).
+func waitGone(t *testing.T, b *lab.Bird, prefixes []string, timeout time.Duration) map[string]time.Time {
+	t.Helper()
+	gone := map[string]time.Time{}
+	deadline := time.Now().Add(timeout)
+	for len(gone) < len(prefixes) {
+		for _, p := range prefixes {
+			if _, ok := gone[p]; ok {
+				continue
+			}
+			has, err := b.HasRoute(p)
+			if err != nil {
+				t.Fatalf("BIRD query: %v", err)
+			}
+			if !has {
+				gone[p] = time.Now()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD still routes some of %v after %s (gone: %v)", prefixes, timeout, gone)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return gone
+}
+
+// pipeline is one VIP's withdrawal as vipcastd logged it.
+type pipeline struct {
+	target    string        // the real whose check decided
+	latency   time.Duration // that check's own duration
+	decided   time.Time     // health: the last "real down" of the VIP
+	speaker   time.Time     // bgp "vip withdrawn" prefix=…: Speaker.Withdraw done
+	announcer time.Time     // bgp "vip withdrawn" vip=… reason=…: logged after that
+}
+
+// pipelineTimes reads vipcastd's JSON log (since `since`) for vip's
+// withdrawal: the first withdrawal lines of the speaker (field prefix) and
+// of the daemon's announcer (field vip, both component=bgp), and the last
+// health "real down" of one of the VIP's reals before them.
+func pipelineTimes(log string, since time.Time, vip netip.Addr) (pipeline, error) {
+	var pl pipeline
+	prefix := netip.PrefixFrom(vip, vip.BitLen()).String()
+	type down struct {
+		at      time.Time
+		target  string
+		latency time.Duration
+	}
+	var downs []down
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var ev map[string]any
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			continue
+		}
+		ts, _ := ev["time"].(string)
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !at.After(since) {
+			continue
+		}
+		str := func(k string) string { s, _ := ev[k].(string); return s }
+		switch {
+		case str("component") == "health" && str("msg") == "real down" && sameVIP(str("vip"), vip):
+			lat, _ := ev["latency"].(float64) // slog's JSON renders a Duration in ns
+			downs = append(downs, down{at, str("target"), time.Duration(lat)})
+		case str("component") == "bgp" && str("msg") == "vip withdrawn" && pl.announcer.IsZero() && sameVIP(str("vip"), vip):
+			pl.announcer = at
+		case str("component") == "bgp" && str("msg") == "vip withdrawn" && pl.speaker.IsZero() && str("prefix") == prefix:
+			pl.speaker = at
+		}
+	}
+	if pl.speaker.IsZero() {
+		return pl, fmt.Errorf("vipcastd logged no bgp \"vip withdrawn\" for %s", prefix)
+	}
+	if pl.announcer.IsZero() {
+		pl.announcer = pl.speaker
+	}
+	for _, d := range downs {
+		if !d.at.After(pl.speaker) {
+			pl.decided, pl.target, pl.latency = d.at, d.target, d.latency
+		}
+	}
+	if pl.decided.IsZero() {
+		return pl, fmt.Errorf("vipcastd logged no health \"real down\" for %s before withdrawing it (%d after)", vip, len(downs))
+	}
+	return pl, nil
+}
+
+// sameVIP reports whether a logged vip field ("203.0.113.1" or
+// "203.0.113.1:80") names vip.
+func sameVIP(field string, vip netip.Addr) bool {
+	if a, err := netip.ParseAddr(field); err == nil {
+		return a == vip
+	}
+	if ap, err := netip.ParseAddrPort(field); err == nil {
+		return ap.Addr() == vip
+	}
+	return false
 }
