@@ -294,26 +294,35 @@ func needsMark(s health.CheckSpec) bool {
 }
 
 // onHealth takes a checker event into the data plane.
-func (c *controller) onHealth(ev health.Event) {
+// onHealth takes checker events into the data plane: every VIP they touch
+// gets one ring write, however many of its reals changed (when a switch
+// dies, all reals of many VIPs fail in the same instant).
+func (c *controller) onHealth(events ...health.Event) {
 	c.mu.Lock()
-	k, ok := c.keyOf(ev)
-	if !ok {
-		c.mu.Unlock()
-		return // a target of a VIP removed meanwhile
+	var touched []lb.VIPKey
+	for _, ev := range events {
+		k, ok := c.keyOf(ev)
+		if !ok {
+			continue // a target of a VIP removed meanwhile
+		}
+		rk := realKey{k, ev.Real}
+		if c.health[rk] == ev.State {
+			continue
+		}
+		c.health[rk] = ev.State
+		if !slices.Contains(touched, k) {
+			touched = append(touched, k)
+		}
 	}
-	rk := realKey{k, ev.Real}
-	if c.health[rk] == ev.State {
-		c.mu.Unlock()
-		return
+	for _, k := range touched {
+		if err := c.dp.SetReals(k, c.realsOf(c.vips[k])); err != nil {
+			c.log.Error("apply health change", "vip", k.String(), "err", err)
+		}
 	}
-	c.health[rk] = ev.State
-	w := c.vips[k]
-	err := c.dp.SetReals(k, c.realsOf(w))
 	c.mu.Unlock()
-	if err != nil {
-		c.log.Error("apply health change", "vip", k.String(), "real", ev.Real, "state", ev.State, "err", err)
+	if len(touched) > 0 {
+		c.notify()
 	}
-	c.notify()
 }
 
 func (c *controller) keyOf(ev health.Event) (lb.VIPKey, bool) {

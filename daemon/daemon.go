@@ -308,7 +308,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if !ok {
 				return errors.New("health checker stopped")
 			}
-			d.ctrl.onHealth(ev)
+			d.ctrl.onHealth(pending(ev, events)...)
 		case <-d.opts.Reload:
 			if changes, err := d.reload(); err != nil {
 				d.log.Error("reload rejected; running state kept", "err", err)
@@ -407,4 +407,22 @@ func Cleanup(cfg *config.Config, pinRoot string) error {
 	}
 	errs = append(errs, lb.RemovePins(PinDir(pinRoot, cfg.Interface)))
 	return errors.Join(errs...)
+}
+
+// pending returns first and whatever other events are already waiting
+// (at most 1024), so that a burst is applied together.
+func pending(first health.Event, events <-chan health.Event) []health.Event {
+	batch := []health.Event{first}
+	for len(batch) < 1024 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
