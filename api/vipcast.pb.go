@@ -1997,8 +1997,12 @@ type RealHealth struct {
 	LastError        string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	LastLatencyNanos int64                  `protobuf:"varint,5,opt,name=last_latency_nanos,json=lastLatencyNanos,proto3" json:"last_latency_nanos,omitempty"`
 	Mark             uint32                 `protobuf:"varint,6,opt,name=mark,proto3" json:"mark,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Unix time in nanoseconds of the last state change (0: never checked).
+	SinceUnixNano int64 `protobuf:"varint,7,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// Whether the last check passed.
+	LastOk        bool `protobuf:"varint,8,opt,name=last_ok,json=lastOk,proto3" json:"last_ok,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RealHealth) Reset() {
@@ -2071,6 +2075,20 @@ func (x *RealHealth) GetMark() uint32 {
 		return x.Mark
 	}
 	return 0
+}
+
+func (x *RealHealth) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *RealHealth) GetLastOk() bool {
+	if x != nil {
+		return x.LastOk
+	}
+	return false
 }
 
 type ListHealthRequest struct {
@@ -2773,7 +2791,7 @@ const file_vipcast_proto_rawDesc = "" +
 	"\x12SetGatewayResponse\"\x0f\n" +
 	"\rReloadRequest\"*\n" +
 	"\x0eReloadResponse\x12\x18\n" +
-	"\achanges\x18\x01 \x03(\tR\achanges\"\xbd\x01\n" +
+	"\achanges\x18\x01 \x03(\tR\achanges\"\xfe\x01\n" +
 	"\n" +
 	"RealHealth\x12$\n" +
 	"\x03vip\x18\x01 \x01(\v2\x12.vipcast.v1.VIPKeyR\x03vip\x12\x12\n" +
@@ -2782,7 +2800,9 @@ const file_vipcast_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x12,\n" +
 	"\x12last_latency_nanos\x18\x05 \x01(\x03R\x10lastLatencyNanos\x12\x12\n" +
-	"\x04mark\x18\x06 \x01(\rR\x04mark\"\x13\n" +
+	"\x04mark\x18\x06 \x01(\rR\x04mark\x12&\n" +
+	"\x0fsince_unix_nano\x18\a \x01(\x03R\rsinceUnixNano\x12\x17\n" +
+	"\alast_ok\x18\b \x01(\bR\x06lastOk\"\x13\n" +
 	"\x11ListHealthRequest\"B\n" +
 	"\x12ListHealthResponse\x12,\n" +
 	"\x05reals\x18\x01 \x03(\v2\x16.vipcast.v1.RealHealthR\x05reals\"\xba\x01\n" +

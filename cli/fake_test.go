@@ -111,8 +111,8 @@ func (f *fakeServer) seed() {
 	f.marks = map[uint32]string{1001: "198.51.100.12", 1000: "198.51.100.11", 1002: "2001:db8:1::11"}
 	f.gateway = &api.GetGatewayResponse{Mac: "52:54:00:12:35:02", Source: "arp", NextHop: "192.0.2.1"}
 	f.health = []*api.RealHealth{
-		{Vip: web, Real: "198.51.100.13", State: "down", LastError: "connect: connection refused", LastLatencyNanos: 312_000, Mark: 1003},
-		{Vip: web, Real: "198.51.100.11", State: "up", LastLatencyNanos: 1_234_567, Mark: 1000},
+		{Vip: web, Real: "198.51.100.13", State: "down", LastError: "connect: connection refused", LastLatencyNanos: 312_000, Mark: 1003, SinceUnixNano: 1_764_000_000_000_000_000},
+		{Vip: web, Real: "198.51.100.11", State: "up", LastLatencyNanos: 1_234_567, Mark: 1000, LastOk: true, SinceUnixNano: 1_763_990_000_000_000_000},
 		{Vip: web6, Real: "2001:db8:1::11", State: "up", LastLatencyNanos: 2_500_000_000, Mark: 1002},
 		{Vip: dns, Real: "2001:db8:1::21", State: "unknown"},
 	}

@@ -29,6 +29,10 @@ type HealthEntry struct {
 	LastLatencyNanos int64 `json:"last_latency_ns"`
 	// LastError is why the last check failed ("" if it passed).
 	LastError string `json:"last_error"`
+	// LastOK is whether the last check passed.
+	LastOK bool `json:"last_ok"`
+	// SinceUnixNano is when the state last changed (0: not yet).
+	SinceUnixNano int64 `json:"since_unix_nano"`
 }
 
 func newHealthCommand(a *app) *cobra.Command {
@@ -59,18 +63,24 @@ func newHealthCommand(a *app) *cobra.Command {
 					Mark:             r.GetMark(),
 					LastLatencyNanos: r.GetLastLatencyNanos(),
 					LastError:        r.GetLastError(),
+					LastOK:           r.GetLastOk(),
+					SinceUnixNano:    r.GetSinceUnixNano(),
 				})
 			}
 			if a.json {
 				return a.printJSON(list)
 			}
-			t := newTable(a.stdout, "VIP", "REAL", "STATE", "MARK", "LATENCY", "LAST ERROR")
+			t := newTable(a.stdout, "VIP", "REAL", "STATE", "SINCE", "MARK", "LATENCY", "LAST ERROR")
 			for _, r := range list.Reals {
 				mark := "-"
 				if r.Mark != 0 {
 					mark = fmt.Sprint(r.Mark)
 				}
-				t.row(r.VIP, r.Real, r.State, mark, latency(r.LastLatencyNanos), orDash(r.LastError))
+				since := "-"
+				if r.SinceUnixNano != 0 {
+					since = time.Unix(0, r.SinceUnixNano).UTC().Format(time.DateTime)
+				}
+				t.row(r.VIP, r.Real, r.State, since, mark, latency(r.LastLatencyNanos), orDash(r.LastError))
 			}
 			return t.flush()
 		},

@@ -55,6 +55,8 @@ func (d *Daemon) healthList() []*api.RealHealth {
 			LastError:        st.LastError,
 			LastLatencyNanos: int64(st.LastLatency),
 			Mark:             st.Mark,
+			SinceUnixNano:    unixNano(st.Since),
+			LastOk:           st.LastOK,
 		})
 	}
 	return out
@@ -72,4 +74,11 @@ func (d *Daemon) drain() ([]string, time.Duration) {
 	d.log.Info("draining: every VIP withdrawn; stopping when drain_time has passed", "withdrawn", len(withdrawn), "drain_time", wait)
 	time.AfterFunc(wait, d.stop)
 	return withdrawn, wait
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
