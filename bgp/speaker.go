@@ -227,11 +227,24 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("bgp: watch peers: %w", err)
 	}
 	s.cancel = cancel
-	for _, p := range cfg.Peers {
+	// A restarting speaker adds its peers one after the other. GoBGP (v3.37)
+	// ends the restart for every configured peer as soon as the first one
+	// has resynchronised; a peer still connecting then opens without the
+	// forwarding-state bit, and its router flushes our routes (and relearns
+	// them a moment later: lost packets). Added later, each peer opens as
+	// restarting.
+	now, later := cfg.Peers, []Peer(nil)
+	if cfg.Restarting && len(cfg.Peers) > 1 {
+		now, later = cfg.Peers[:1], cfg.Peers[1:]
+	}
+	for _, p := range now {
 		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, cfg, cfg.Restarting)}); err != nil {
 			cancel()
 			return fmt.Errorf("bgp: add peer %s: %w", p.Address, err)
 		}
+	}
+	if len(later) > 0 {
+		go s.addRestartingPeers(wctx, now[0].Address, later)
 	}
 	for _, prefix := range sortedPrefixes(s.routes) {
 		if err := s.addPath(ctx, srv, cfg, prefix, s.routes[prefix].attrs); err != nil {
@@ -928,4 +941,41 @@ func removeStaleSocket(apiListen string) error {
 		return fmt.Errorf("bgp: api_listen %s: remove stale socket: %w", apiListen, err)
 	}
 	return nil
+}
+
+// restartPeerWait bounds how long a restarting speaker waits for one peer
+// to come up before it adds the next (a peer that is down must not keep
+// the others out; the routers hold our routes for the restart time).
+const restartPeerWait = 3 * time.Second
+
+// addRestartingPeers adds peers one by one, each once the one before is
+// established or restartPeerWait has passed.
+func (s *Speaker) addRestartingPeers(ctx context.Context, prev netip.Addr, peers []Peer) {
+	for _, p := range peers {
+		deadline := time.Now().Add(restartPeerWait)
+		for time.Now().Before(deadline) {
+			s.evMu.Lock()
+			st := s.peerSt[prev]
+			s.evMu.Unlock()
+			if st == "established" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		s.mu.Lock()
+		if s.state != stateRunning || !slices.ContainsFunc(s.cfg.Peers, func(q Peer) bool { return q.Address == p.Address }) {
+			s.mu.Unlock()
+			return // stopped or reconfigured meanwhile
+		}
+		err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.cfg, true)})
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("add peer", "peer", p.Address, "err", err)
+		}
+		prev = p.Address
+	}
 }

@@ -129,7 +129,7 @@ func TestRestartDuringTransfer(t *testing.T) {
 		watch.Wait()
 	}()
 
-	const transfer = 4 * time.Second
+	const transfer = 12 * time.Second
 	stream, err := lab.StartStream(l.Client, ap(lab.VIP4, lab.HTTPPort), 8<<20, transfer, lab.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,37 +149,38 @@ func TestRestartDuringTransfer(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	birdLogBefore := len(l.BirdLog())
-	t0 := time.Now()
-	old := lb1.Process()
-	if err := lb1.Stop(); err != nil {
-		t.Fatal(err)
+	// Three restarts while the transfer runs, each waiting for BGP to be
+	// back before the next, as an upgrade of a fleet would.
+	const restarts = 3
+	for i := range restarts {
+		t0 := time.Now()
+		if err := lb1.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Since(t0)
+		if err := lb1.Start(); err != nil {
+			t.Fatal(err)
+		}
+		serving := time.Since(t0)
+		if log := lb1.Process().Output(); !strings.Contains(log, "adopted the data plane") {
+			t.Errorf("restart %d: vipcastd did not adopt the pinned data plane:\n%s", i+1, log)
+		}
+		if err := lb1.WaitRouted(bounded(t, 20*time.Second), lab.DefaultVIPs(), 15*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		settled := time.Since(t0)
+		waitFor(t, 20*time.Second, 10*time.Millisecond, "LB1's BGP sessions back", func() (bool, string) {
+			v4, v6 := l.Bird.ProtocolState("lb1v4"), l.Bird.ProtocolState("lb1v6")
+			return v4 == "Established" && v6 == "Established", "BIRD: lb1v4 " + v4 + ", lb1v6 " + v6
+		})
+		t.Logf("restart %d: stopped after %s, API serving after %s, every real up and routed after %s, BGP back after %s",
+			i+1, stopped.Round(time.Millisecond), serving.Round(time.Millisecond), settled.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	}
-	stopped := time.Since(t0)
-	if err := lb1.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serving := time.Since(t0)
-	log := lb1.Process().Output()
-	if !strings.Contains(log, "adopted the data plane") {
-		t.Errorf("the restarted vipcastd did not adopt the pinned data plane:\n%s", log)
-	}
-	if err := lb1.WaitRouted(bounded(t, 20*time.Second), lab.DefaultVIPs(), 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	settled := time.Since(t0)
-	t.Logf("vipcastd restart: stopped after %s, API serving again after %s, every real up and routed after %s", stopped.Round(time.Millisecond), serving.Round(time.Millisecond), settled.Round(time.Millisecond))
 
 	n, err := stream.Finish()
 	if err != nil {
 		t.Errorf("the transfer across the restart broke: %v", err)
 	}
-	// The stream runs on until BGP is back: the sessions' return is part
-	// of the restart.
-	waitFor(t, 20*time.Second, 10*time.Millisecond, "LB1's BGP sessions back", func() (bool, string) {
-		v4, v6 := l.Bird.ProtocolState("lb1v4"), l.Bird.ProtocolState("lb1v6")
-		return v4 == "Established" && v6 == "Established", "BIRD: lb1v4 " + v4 + ", lb1v6 " + v6
-	})
-	t.Logf("BGP sessions established again %s after the restart", (time.Since(t0)).Round(time.Millisecond))
 	time.Sleep(200 * time.Millisecond)
 	sent, lost, reals, sockErrs := udp.finish()
 	close(watchStop)
@@ -203,34 +204,24 @@ func TestRestartDuringTransfer(t *testing.T) {
 			session = append(session, line)
 		}
 	}
-	// One known cause outside vipcast's code makes BIRD flush the routes
-	// and learn them again within a millisecond (GoBGP ends its restart
-	// mode when the first of several peers syncs, so the later peers'
-	// OPEN lacks the forwarding-state bit): the router may then drop a
-	// datagram or two for want of a route. That is reported, not failed;
-	// any other loss fails.
-	flapped := len(changes) > 0
-	if flapped {
-		t.Logf("KNOWN ISSUE (GoBGP ends graceful restart at the first of several peers): BIRD flushed and re-learned LB1's IPv4 routes instead of keeping them, the router could not forward %d packets (ICMP unreachable):\n%s\nBIRD's log of the session:\n%s",
-			noRoute, strings.Join(changes, "\n"), strings.Join(session, "\n"))
+	// BIRD must keep the routes through the restart (graceful restart):
+	// a flush and relearn means a peer opened without the forwarding-state
+	// bit (what GoBGP does to peers added at once; bgp adds a restarting
+	// speaker's peers one by one for that reason).
+	if len(changes) > 0 {
+		t.Errorf("BIRD flushed and re-learned LB1's routes instead of keeping them across the restart:\n%s\nBIRD's log of the session:\n%s",
+			strings.Join(changes, "\n"), strings.Join(session, "\n"))
 	}
-	var flapDrops int64
-	if flapped {
-		flapDrops = noRoute
-	}
-	explained := hostDrops + flapDrops
-	// The VIP's counter also counts the odd ICMP error about a health
-	// check, so it may exceed what the client sent.
-	if forwarded+flapDrops < sent {
+	if forwarded < sent {
 		t.Errorf("the LB forwarded %d of the %d datagrams sent across the restart, want all", forwarded, sent)
 	}
-	if lost > explained {
-		t.Errorf("%d of %d UDP datagrams lost across the restart, %d of them not explained (host socket drops %d, route flap %v); want 0", lost, sent, lost-explained, hostDrops, flapped)
+	if lost > hostDrops {
+		t.Errorf("%d of %d UDP datagrams lost across the restart, %d of them not explained by host socket drops; want 0", lost, sent, lost-hostDrops)
 	}
 	if len(reals) != 1 {
 		t.Errorf("the UDP flow changed real across the restart: %v", reals)
 	}
-	if n := routeMissing.Load(); n > 25 || (n > 0 && !flapped) {
+	if n := routeMissing.Load(); n > 0 {
 		t.Errorf("the route to %s left BIRD during the restart (%d polls, 2 ms apart, without it)", lab.VIP4, n)
 	}
 	if t.Failed() {
@@ -245,8 +236,7 @@ func TestRestartDuringTransfer(t *testing.T) {
 		t.Logf("the router's counters that moved: %s", strings.Join(moved, " "))
 		drops, _ := lb1.IngressDrops()
 		t.Logf("counters: %v; frames dropped on the way into the LB's veth: %d", stats(t, lb1).GetGlobal(), drops)
-		t.Logf("the stopped vipcastd's last lines:\n%s", lastLines(old.Output(), 15))
-		t.Logf("the new vipcastd:\n%s", lastLines(log, 60))
+		t.Logf("the running vipcastd:\n%s", lastLines(lb1.Process().Output(), 60))
 	}
 }
 
