@@ -25,7 +25,7 @@ import (
 // its VIPs say when_unhealthy = "deprioritize".
 type announcer struct {
 	log      *slog.Logger
-	speaker  *bgp.Speaker
+	speaker  routeSink
 	policy   bgp.Policy
 	depri    config.Deprioritize
 	grace    time.Time // announce healthy VIPs from then on, checks done or not
@@ -40,6 +40,12 @@ type announcer struct {
 	holds    map[netip.Addr]*bgp.HoldDown
 	state    map[netip.Addr]announceState
 	draining bool // `vipcast drain`: everything withdrawn for good
+}
+
+// routeSink is what the announcer needs of the BGP speaker (bgp.Speaker).
+type routeSink interface {
+	Announce(netip.Prefix, bgp.Attrs) error
+	Withdraw(netip.Prefix) error
 }
 
 type announceState uint8
