@@ -29,7 +29,7 @@ func TestRouterSessionReset(t *testing.T) {
 	t.Logf("session and route back %s after the reset", time.Since(start).Round(time.Millisecond))
 }
 
-// A real's interface flaps: its checks follow (down, then up after rise)
+// A real's link flaps: its checks follow (down, then up after rise)
 // and the VIP, which other reals still serve, never leaves BIRD.
 func TestRealInterfaceFlap(t *testing.T) {
 	l := setup(t)
@@ -64,14 +64,16 @@ func TestRealInterfaceFlap(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 
-	if _, err := victim.NS.Exec("ip", "link", "set", "eth0", "down"); err != nil {
+	// The cable is pulled: the bridge port goes down, so the real's eth0
+	// loses carrier (its addresses and routes stay, as on a server).
+	if _, err := l.Fabric.Exec("ip", "link", "set", victim.Name, "down"); err != nil {
 		t.Fatal(err)
 	}
 	down := waitFor(t, 5*time.Second, 5*time.Millisecond, victim.Name+" down", func() (bool, string) {
 		h := health()
 		return h == "down", "health " + h
 	})
-	if _, err := victim.NS.Exec("ip", "link", "set", "eth0", "up"); err != nil {
+	if _, err := l.Fabric.Exec("ip", "link", "set", victim.Name, "up"); err != nil {
 		t.Fatal(err)
 	}
 	up := waitFor(t, 10*time.Second, 5*time.Millisecond, victim.Name+" up again", func() (bool, string) {
@@ -79,6 +81,11 @@ func TestRealInterfaceFlap(t *testing.T) {
 		return h == "up", "health " + h
 	})
 	t.Logf("interface flap: %s judged down after %s, up %s after the link came back", victim.Name, down.Round(time.Millisecond), up.Round(time.Millisecond))
+	// Every VIP (IPv6 ones too, once the address has passed DAD again)
+	// is served by all its reals again.
+	if err := lb1.WaitRouted(bounded(t, 20*time.Second), lab.DefaultVIPs(), 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if n := missing.Load(); n != 0 {
 		t.Errorf("the VIP's route left BIRD during one real's flap (%d polls without it)", n)
 	}
