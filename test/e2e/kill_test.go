@@ -45,6 +45,11 @@ func TestKill9DuringTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("restarted after SIGKILL: every real up and routed after %s", time.Since(start).Round(time.Millisecond))
+	// Leave the lab as found: the BGP sessions of the new daemon up.
+	waitFor(t, 20*time.Second, 10*time.Millisecond, "LB1's BGP sessions back", func() (bool, string) {
+		v4, v6 := l.Bird.ProtocolState("lb1v4"), l.Bird.ProtocolState("lb1v6")
+		return v4 == "Established" && v6 == "Established", "BIRD: lb1v4 " + v4 + ", lb1v6 " + v6
+	})
 	time.Sleep(200 * time.Millisecond)
 	sent, lost, reals, errs := udp.finish()
 	t.Logf("UDP stream across the kill: %d sent, %d not echoed, reals %v, socket errors %v", sent, lost, reals, errs)

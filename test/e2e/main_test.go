@@ -127,6 +127,12 @@ func setup(t *testing.T) *lab.Lab {
 	if err := lb1.WaitRouted(ctx, lab.DefaultVIPs(), 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Every scenario starts with LB1's BGP sessions up (one before may
+	// have restarted the daemon or reset a session).
+	waitFor(t, 20*time.Second, 10*time.Millisecond, "LB1's BGP sessions up", func() (bool, string) {
+		v4, v6 := l.Bird.ProtocolState("lb1v4"), l.Bird.ProtocolState("lb1v6")
+		return v4 == "Established" && v6 == "Established", "BIRD: lb1v4 " + v4 + ", lb1v6 " + v6
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("vipcastd on lb1, last lines:\n%s", lb1.Process().Tail(25))
