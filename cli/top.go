@@ -89,7 +89,7 @@ func renderTop(w io.Writer, prev, cur *api.GetStatsResponse) error {
 	}
 	before := map[string]*api.Counter{}
 	for _, v := range prev.GetVips() {
-		k := vipKeyString(v.GetKey())
+		k := formatVIP(v.GetKey())
 		before[k] = v.GetCounter()
 		for _, r := range v.GetReals() {
 			before[k+"@"+r.GetAddress()] = r.GetCounter()
@@ -101,14 +101,14 @@ func renderTop(w io.Writer, prev, cur *api.GetStatsResponse) error {
 	}
 	vips := slices.Clone(cur.GetVips())
 	slices.SortFunc(vips, func(a, b *api.VIPStats) int {
-		return strings.Compare(vipKeyString(a.GetKey()), vipKeyString(b.GetKey()))
+		return strings.Compare(formatVIP(a.GetKey()), formatVIP(b.GetKey()))
 	})
 
 	fmt.Fprintf(w, "vipcast top — %s, every %.1fs\n\n", time.Unix(0, cur.GetReadAtUnixNano()).UTC().Format("15:04:05 UTC"), secs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "VIP / REAL\tPKTS/S\tBITS/S\tSHARE\t")
 	for _, v := range vips {
-		k := vipKeyString(v.GetKey())
+		k := formatVIP(v.GetKey())
 		pps, bps := rate(k, v.GetCounter())
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\t\n", k, humanFloat(pps), humanFloat(bps))
 		reals := slices.Clone(v.GetReals())
@@ -123,17 +123,6 @@ func renderTop(w io.Writer, prev, cur *api.GetStatsResponse) error {
 		}
 	}
 	return tw.Flush()
-}
-
-func vipKeyString(k *api.VIPKey) string {
-	return fmt.Sprintf("%s/%s", joinHostPort(k.GetAddress(), k.GetPort()), k.GetProtocol())
-}
-
-func joinHostPort(addr string, port uint32) string {
-	if strings.Contains(addr, ":") {
-		return fmt.Sprintf("[%s]:%d", addr, port)
-	}
-	return fmt.Sprintf("%s:%d", addr, port)
 }
 
 // isTerminal reports whether w is a character device (a terminal): only

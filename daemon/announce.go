@@ -11,6 +11,7 @@ import (
 
 	"vipcast/bgp"
 	"vipcast/config"
+	"vipcast/health"
 	"vipcast/lb"
 )
 
@@ -241,7 +242,7 @@ func (c *controller) firstRoundDone(status func() []checkProgress) bool {
 	rise := map[string]int{}
 	for _, k := range sortedKeys(c.vips) {
 		for _, r := range c.vips[k].reals {
-			rise[targetID(k, r.addr)] = max(r.check.Rise, 1)
+			rise[health.TargetID(netip.AddrPortFrom(k.Addr, k.Port), k.Proto.String(), r.addr)] = max(r.check.Rise, 1)
 		}
 	}
 	c.mu.Unlock()
@@ -257,10 +258,6 @@ type checkProgress struct {
 	id     string
 	up     bool
 	checks uint64
-}
-
-func targetID(k lb.VIPKey, real netip.Addr) string {
-	return netip.AddrPortFrom(k.Addr, k.Port).String() + "/" + k.Proto.String() + "@" + real.String()
 }
 
 // announcedAddrs lists the addresses currently announced (deprioritized
