@@ -75,18 +75,20 @@ struct {
 	__array(values, struct ring);
 } rings SEC(".maps");
 
-/* The connection table: one LRU per forwarding CPU, so CPUs never contend
- * and each table can live on its CPU's NUMA node. A CPU without a table
- * uses the shared fallback table. Each table is used by one CPU only, so
- * per-CPU LRU lists (BPF_F_NO_COMMON_LRU) would only split its capacity,
- * and the kernel refuses them together with a NUMA node. */
+/* The connection table: one per forwarding CPU, so CPUs never contend and
+ * each table can live on its CPU's NUMA node; a CPU without a table uses the
+ * shared fallback table. A table is an array of conn_set (vipcast.h), sized
+ * by package lb, which sets this template's max_entries to match. Mmapable
+ * only for its layout: the kernel then starts the values on a page boundary,
+ * so no set straddles more cache lines than it must. */
 struct conn_table {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1000);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	/* Sizes, not types: clang emits struct types two pointers deep as
 	 * forward declarations, which loaders cannot size. */
-	__uint(key_size, sizeof(struct flow_key));
-	__uint(value_size, sizeof(struct conn));
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct conn_set));
 };
 
 struct {
@@ -197,22 +199,72 @@ static __always_inline __u32 flow_hash(const struct flow_key *f, int is_v6)
 	return hash_words(f->src[0], 0, 0, 0, ports);
 }
 
-static __always_inline struct conn *conn_lookup(void *table, struct flow_key *key)
+/* The set a flow belongs in. The flow hash is mixed with the VIP number
+ * (the same client and ports towards two VIPs are two flows) and mapped
+ * onto [0, sets) by multiplication instead of a division (Lemire, "A fast
+ * alternative to the modulo reduction", 2016). */
+static __always_inline struct conn_set *conn_set_of(void *table, __u32 hash, __u32 vip_num, __u32 sets)
 {
-	if (!table)
-		return NULL;
-	return bpf_map_lookup_elem(table, key);
+	__u32 idx = ((__u64)(hash ^ (vip_num * 0x9e3779b9u)) * sets) >> 32;
+
+	return bpf_map_lookup_elem(table, &idx);
+}
+
+/* The 24-byte key of a conn_slot as three words, built once per packet. */
+struct conn_key {
+	__u64 w[3];
+};
+
+static __always_inline void conn_key_of(struct conn_key *k, const struct flow_key *f, __u32 vip_num)
+{
+	struct conn_slot s = {
+		.src = { f->src[0], f->src[1], f->src[2], f->src[3] },
+		.sport = f->sport,
+		.dport = f->dport,
+		.vip_num = vip_num,
+	};
+
+	__builtin_memcpy(k, &s, sizeof(*k));
+}
+
+/* Returns the way holding the flow, or CONN_WAYS. */
+static __always_inline __u32 conn_find(const struct conn_set *set, const struct conn_key *k)
+{
+#pragma unroll
+	for (__u32 i = 0; i < CONN_WAYS; i++) {
+		const __u64 *w = (const void *)&set->slot[i];
+
+		if (set->slot[i].real_id && w[0] == k->w[0] && w[1] == k->w[1] && w[2] == k->w[2])
+			return i;
+	}
+	return CONN_WAYS;
+}
+
+/* Makes way `from` the most recently used: ways 0..from-1 move down one,
+ * and `s` (the flow's entry) goes in way 0. With from = CONN_WAYS-1 on a
+ * flow the set does not hold, that evicts the least recently used. */
+static __always_inline void conn_put_front(struct conn_set *set, __u32 from, const struct conn_slot *s)
+{
+#pragma unroll
+	for (__u32 i = CONN_WAYS - 1; i > 0; i--) {
+		if (i <= from)
+			set->slot[i] = set->slot[i - 1];
+	}
+	set->slot[0] = *s;
 }
 
 /* Finds the real for a flow: connection table first, ring on a miss. */
 static __always_inline struct real_def *pick_real(struct packet *p, struct vip_meta *vip,
-						  struct lb_stats *st, __u32 *real_id)
+						  const struct lb_config *cfg, struct lb_stats *st,
+						  __u32 *real_id)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct flow_key key = p->flow;
+	struct conn_set *set = NULL;
 	struct real_def *real;
-	void *table = NULL;
-	struct conn *c;
+	struct conn_key ck = {};
+	struct conn *c = NULL;
+	__u32 way = CONN_WAYS;
 	__u32 *slot;
 	void *ring;
 	int use_fallback = 0;
@@ -227,30 +279,45 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		if (vip->flags & VIP_F_ANY_PORT)
 			key.dport = 0;
 	}
+	__u32 hash = flow_hash(&key, p->is_v6);
 
-	/* A SYN opens a connection: nothing to find in the table, so skip the
-	 * lookup (a third of a miss's cost in a full table) and place it from
-	 * the ring. A retransmitted SYN is placed the same way unless the ring
-	 * changed in between, as in Katran. */
+	/* A SYN opens a connection: it is placed from the ring even when the
+	 * table remembers its 5-tuple (an old connection's), as in Katran. */
 	int syn = p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (TCP_FLAG_SYN_BIT | TCP_FLAG_ACK_BIT)) == TCP_FLAG_SYN_BIT;
 
 	if (!(vip->flags & VIP_F_LRU_BYPASS)) {
-		table = bpf_map_lookup_elem(&conn_tables, &cpu);
-		if (!table)
-			use_fallback = 1;
-		if (syn)
-			c = NULL;
-		else
-			c = use_fallback ? bpf_map_lookup_elem(&fallback_conns, &key) : conn_lookup(table, &key);
-		if (c) {
-			__u32 id = c->real_id;
+		void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
 
+		if (table) {
+			set = conn_set_of(table, hash, vip->vip_num, cfg->conn_sets);
+			if (set) {
+				conn_key_of(&ck, &key, vip->vip_num);
+				way = conn_find(set, &ck);
+			}
+		} else {
+			use_fallback = 1;
+			if (!syn)
+				c = bpf_map_lookup_elem(&fallback_conns, &key);
+		}
+		__u32 id = 0;
+
+		if (set && way < CONN_WAYS && !syn)
+			id = set->slot[way].real_id;
+		else if (c)
+			id = c->real_id;
+		if (id) {
 			real = bpf_map_lookup_elem(&reals, &id);
 			if (real && real->vip_num == vip->vip_num && !(real->flags & REAL_F_DOWN)) {
-				if (use_fallback)
+				if (use_fallback) {
 					st->fallback_hit++;
-				else
+				} else {
 					st->conn_hit++;
+					if (way > 0 && way < CONN_WAYS) {
+						struct conn_slot hit = set->slot[way];
+
+						conn_put_front(set, way, &hit);
+					}
+				}
 				*real_id = id;
 				return real;
 			}
@@ -268,7 +335,7 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 	ring = bpf_map_lookup_elem(&rings, &vip->vip_num);
 	if (!ring || vip->ring_size == 0)
 		return NULL;
-	__u32 pos = flow_hash(&key, p->is_v6) % vip->ring_size;
+	__u32 pos = hash % vip->ring_size;
 	slot = bpf_map_lookup_elem(ring, &pos);
 	if (!slot || *slot == 0)
 		return NULL;
@@ -277,13 +344,19 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 	if (!real)
 		return NULL;
 
-	if (!(vip->flags & VIP_F_LRU_BYPASS)) {
+	if (set) {
+		/* Replace the flow's old entry if the set has one (a SYN reusing
+		 * a 5-tuple, a real gone down), else the least recently used. */
+		struct conn_slot s;
+
+		__builtin_memcpy(&s, &ck, sizeof(ck));
+		s.real_id = id;
+		s.pad = 0;
+		conn_put_front(set, way < CONN_WAYS ? way : CONN_WAYS - 1, &s);
+	} else if (use_fallback && !(vip->flags & VIP_F_LRU_BYPASS)) {
 		struct conn val = { .real_id = id };
 
-		if (use_fallback)
-			bpf_map_update_elem(&fallback_conns, &key, &val, BPF_ANY);
-		else if (table)
-			bpf_map_update_elem(table, &key, &val, BPF_ANY);
+		bpf_map_update_elem(&fallback_conns, &key, &val, BPF_ANY);
 	}
 	*real_id = id;
 	return real;
@@ -640,7 +713,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *p, struct 
 
 	/* Katran's rule for dport_only VIPs, kept so both agree on the wire. */
 	p->src_zeroed = !!(vip->flags & VIP_F_DPORT_ONLY);
-	real = pick_real(p, vip, st, &real_id);
+	real = pick_real(p, vip, cfg, st, &real_id);
 	if (!real) {
 		st->drop_no_real++;
 		return XDP_DROP;

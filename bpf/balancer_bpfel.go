@@ -44,6 +44,7 @@ type BalancerLbConfig struct {
 	V6Prefix  [12]uint8
 	Flags     uint32
 	Layout    uint32
+	ConnSets  uint32
 }
 
 type BalancerLbStats struct {

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -103,9 +104,16 @@ func New(cfg Config) (*Balancer, error) {
 		realIDs:  newIDPool(1, uint32(cfg.MaxReals)), // id 0 marks an empty slot
 		ncpu:     ncpu,
 	}
+	// Inner array maps must match the template's size and flags, NUMA flag
+	// included.
+	connTmpl := spec.Maps["conn_tables"].InnerMap
+	if connTmpl.ValueSize != uint32(binarySize[connSet]()) {
+		return nil, fmt.Errorf("balancer object: connection-table sets are %d bytes, package lb expects %d (rebuild both together)",
+			connTmpl.ValueSize, binarySize[connSet]())
+	}
+	connTmpl.MaxEntries = b.connSets()
 	if cfg.NUMANodes != nil {
-		// Inner maps must match the template's flags, NUMA flag included.
-		spec.Maps["conn_tables"].InnerMap.Flags |= unix.BPF_F_NUMA_NODE
+		connTmpl.Flags |= unix.BPF_F_NUMA_NODE
 	}
 	var opts *ebpf.CollectionOptions
 	if cfg.PinPath != "" {
@@ -175,23 +183,38 @@ func (b *Balancer) Close() error { return b.objs.Close() }
 // Program is the XDP program to attach or to put in a root program's slot.
 func (b *Balancer) Program() *ebpf.Program { return b.objs.VipcastBalancer }
 
-// createConnTables gives each forwarding CPU its own LRU table, allocated
-// on that CPU's NUMA node when one is configured.
-func (b *Balancer) createConnTables() error {
+// connSets is the number of sets in each per-CPU connection table: the
+// CPU's share of lru_size, rounded up to whole sets.
+func (b *Balancer) connSets() uint32 {
 	per := b.cfg.ConnTableSize / len(b.cfg.ForwardingCPUs)
+	return uint32((per + connWays - 1) / connWays)
+}
+
+// createConnTables gives each forwarding CPU its own table, allocated on
+// that CPU's NUMA node when one is configured.
+func (b *Balancer) createConnTables() error {
+	sets := b.connSets()
 	for i, cpu := range b.cfg.ForwardingCPUs {
 		var existing *ebpf.Map
 		if err := b.objs.ConnTables.Lookup(uint32(cpu), &existing); err == nil {
-			// Adopted from an earlier run: its flows must survive.
+			// Adopted from an earlier run: its flows must survive, and the
+			// program indexes it by the set count this run writes.
+			n := existing.MaxEntries()
 			existing.Close()
+			if n != sets {
+				return fmt.Errorf("the pinned connection table of CPU %d has %d sets, this configuration needs %d "+
+					"(lru_size and forwarding_cores must not change across a restart; restore them, or run "+
+					"`vipcastd --cleanup` to start empty, which drops established flows): %w", cpu, n, sets, ErrInvalid)
+			}
 			continue
 		}
 		spec := &ebpf.MapSpec{
 			Name:       "conn_cpu",
-			Type:       ebpf.LRUHash,
-			KeySize:    uint32(binarySize[bpf.BalancerFlowKey]()),
-			ValueSize:  uint32(binarySize[bpf.BalancerConn]()),
-			MaxEntries: uint32(per),
+			Type:       ebpf.Array,
+			KeySize:    4,
+			ValueSize:  uint32(binarySize[connSet]()),
+			MaxEntries: sets,
+			Flags:      unix.BPF_F_MMAPABLE,
 		}
 		if b.cfg.NUMANodes != nil {
 			spec.Flags |= unix.BPF_F_NUMA_NODE
@@ -199,7 +222,7 @@ func (b *Balancer) createConnTables() error {
 		}
 		m, err := ebpf.NewMap(spec)
 		if err != nil {
-			return fmt.Errorf("create connection table for CPU %d (%d entries): %w", cpu, per, err)
+			return fmt.Errorf("create connection table for CPU %d (%d sets of %d): %w", cpu, sets, connWays, err)
 		}
 		err = b.objs.ConnTables.Put(uint32(cpu), m)
 		m.Close() // the outer map holds its own reference
@@ -222,6 +245,7 @@ func (b *Balancer) writeConfig(gw net.HardwareAddr) error {
 		c.Flags |= cfgICMPTooBig
 	}
 	c.Layout = LayoutVersion
+	c.ConnSets = b.connSets()
 	if err := b.objs.Config.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("write balancer config: %w", err)
 	}
@@ -674,22 +698,51 @@ type ConnTable struct {
 	Entries int
 }
 
-// ConnTables lists the per-CPU connection tables and an estimate of the
-// kernel memory they may take when full (key, value and the LRU hash's
-// per-element overhead).
+// ConnTables lists the per-CPU connection tables and the kernel memory
+// they take (arrays: allocated whole when created).
 func (b *Balancer) ConnTables() (tables []ConnTable, bytes uint64) {
-	per := b.cfg.ConnTableSize / len(b.cfg.ForwardingCPUs)
-	const elemOverhead = 48 // htab_elem: hash node, LRU node, hash and padding
-	elem := uint64(binarySize[bpf.BalancerFlowKey]() + binarySize[bpf.BalancerConn]() + elemOverhead)
+	sets := b.connSets()
 	for i, cpu := range b.cfg.ForwardingCPUs {
 		node := -1
 		if b.cfg.NUMANodes != nil {
 			node = b.cfg.NUMANodes[i]
 		}
-		tables = append(tables, ConnTable{CPU: cpu, Node: node, Entries: per})
-		bytes += uint64(per) * elem
+		tables = append(tables, ConnTable{CPU: cpu, Node: node, Entries: int(sets) * connWays})
+		bytes += uint64(sets) * uint64(binarySize[connSet]())
 	}
 	return tables, bytes
+}
+
+// ConnTableUse counts the entries in use in one CPU's connection table. It
+// reads the whole table through its memory mapping (a few milliseconds per
+// million entries): for diagnostics and tests, not for every scrape.
+func (b *Balancer) ConnTableUse(cpu int) (used, capacity int, err error) {
+	var m *ebpf.Map
+	if err := b.objs.ConnTables.Lookup(uint32(cpu), &m); err != nil {
+		return 0, 0, fmt.Errorf("CPU %d has no connection table: %w", cpu, err)
+	}
+	defer m.Close()
+	mem, err := m.Memory()
+	if err != nil {
+		return 0, 0, fmt.Errorf("map connection table of CPU %d: %w", cpu, err)
+	}
+	setSize := binarySize[connSet]()
+	slotSize := setSize / connWays
+	realOff := int(unsafe.Offsetof(connSlot{}.RealID))
+	buf := make([]byte, setSize*4096)
+	sets := int(m.MaxEntries())
+	for first := 0; first < sets; first += 4096 {
+		n := min(4096, sets-first)
+		if _, err := mem.ReadAt(buf[:n*setSize], int64(first*setSize)); err != nil {
+			return 0, 0, fmt.Errorf("read connection table of CPU %d: %w", cpu, err)
+		}
+		for off := 0; off < n*setSize; off += slotSize {
+			if binary.NativeEndian.Uint32(buf[off+realOff:]) != 0 {
+				used++
+			}
+		}
+	}
+	return used, sets * connWays, nil
 }
 
 // fillRing writes a new ring (not yet visible to the program) through its

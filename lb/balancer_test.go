@@ -252,14 +252,15 @@ func TestForwardingCoresGetTables(t *testing.T) {
 			t.Fatalf("CPU %d has a table: %v, want %v (%v)", cpu, got, want, err)
 		}
 		if m != nil {
-			if m.MaxEntries() != 5000 {
-				t.Errorf("CPU %d table has %d entries, want 5000", cpu, m.MaxEntries())
+			if m.MaxEntries() != 5000/connWays {
+				t.Errorf("CPU %d table has %d sets, want %d", cpu, m.MaxEntries(), 5000/connWays)
 			}
 			m.Close()
 		}
 	}
 	tables, bytes := b.ConnTables()
-	if len(tables) != 1 || tables[0] != (ConnTable{CPU: 1, Node: 0, Entries: 5000}) || bytes == 0 {
+	if len(tables) != 1 || tables[0] != (ConnTable{CPU: 1, Node: 0, Entries: 5000}) ||
+		bytes != 5000/connWays*uint64(binarySize[connSet]()) {
 		t.Fatalf("ConnTables() = %+v, %d bytes", tables, bytes)
 	}
 	if _, err := New(Config{ForwardingCPUs: []int{0}, NUMANodes: []int{7}, ConnTableSize: 10}); err == nil ||

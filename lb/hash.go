@@ -138,3 +138,10 @@ func ringMembers(vs *vipState) ([]maglev.Real, map[uint32]netip.Addr) {
 	}
 	return members, byID
 }
+
+// connSetIndex mirrors conn_set_of in bpf/balancer.c: the set of a per-CPU
+// connection table that holds a flow with this (ring) hash under VIP
+// number vipNum. TestConnTableSetLRU keeps the two in step.
+func connSetIndex(hash, vipNum, sets uint32) uint32 {
+	return uint32(uint64(hash^(vipNum*0x9e3779b9)) * uint64(sets) >> 32)
+}

@@ -11,7 +11,10 @@ import (
 // Constants mirrored from bpf/include/vipcast.h; TestLayoutMirrors checks
 // them against the compiled object where it can.
 const (
-	LayoutVersion = 1
+	LayoutVersion = 2
+
+	// connWays is CONN_WAYS: entries per connection-table set.
+	connWays = 4
 
 	realIPv6      = 0x1
 	realDown      = 0x2
@@ -20,6 +23,22 @@ const (
 	// flagAnyPort marks a port-0 VIP in the kernel's copy of its flags.
 	flagAnyPort VIPFlags = 0x80000000
 )
+
+// connSlot and connSet mirror struct conn_slot and conn_set (vipcast.h),
+// which bpf2go cannot generate: the program uses them only inside inner
+// maps. New checks their size against the object's table template.
+type connSlot struct {
+	Src    [4]uint32
+	Sport  uint16 // network order
+	Dport  uint16 // network order
+	VIPNum uint32
+	RealID uint32 // 0: free
+	_      uint32
+}
+
+type connSet struct {
+	Slot [connWays]connSlot // Slot[0]: the most recently used
+}
 
 // binarySize gives the kernel-visible size of a generated type.
 func binarySize[T any]() int {

@@ -341,8 +341,9 @@ func TestLimitMarks(t *testing.T) {
 	assertFull(t, h.AddMark(3, addr("10.0.3.3")), "8 marks configured")
 }
 
-// The connection tables are LRU: once full they evict, never refuse, so a
-// full table keeps placing new flows (and keeping the recent ones).
+// The connection tables evict, never refuse: a full table keeps placing
+// new flows (and keeping the recent ones). The per-CPU table evicts each
+// set's least recently used entry, the fallback table the kernel's LRU.
 func TestLimitConnectionTable(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs two CPUs: one with a table, one without")
@@ -351,43 +352,38 @@ func TestLimitConnectionTable(t *testing.T) {
 	// run() executes on CPU 0: it has the table in the first balancer and
 	// uses the fallback table in the second.
 	for _, tc := range []struct {
-		name     string
-		cfg      Config
-		table    func(b *Balancer) *ebpf.Map
-		hit      func(s Stats) uint64
-		ownTable bool
+		name  string
+		cfg   Config
+		usage func(b *Balancer) (used, capacity int)
+		hit   func(s Stats) uint64
 	}{
 		{"per-CPU table", Config{ForwardingCPUs: []int{0}, ConnTableSize: size},
-			func(b *Balancer) *ebpf.Map {
-				var m *ebpf.Map
-				if err := b.objs.ConnTables.Lookup(uint32(0), &m); err != nil {
+			func(b *Balancer) (int, int) {
+				used, capacity, err := b.ConnTableUse(0)
+				if err != nil {
 					t.Fatal(err)
 				}
-				return m
-			}, func(s Stats) uint64 { return s.ConnHit }, true},
+				return used, capacity
+			}, func(s Stats) uint64 { return s.ConnHit }},
 		{"fallback table", Config{ForwardingCPUs: []int{1}, ConnTableSize: 1024, FallbackTableSize: size},
-			func(b *Balancer) *ebpf.Map { return b.objs.FallbackConns }, func(s Stats) uint64 { return s.FallbackHit }, false},
+			func(b *Balancer) (int, int) {
+				n := 0
+				var k bpf.BalancerFlowKey
+				var v bpf.BalancerConn
+				for it := b.objs.FallbackConns.Iterate(); it.Next(&k, &v); {
+					n++
+				}
+				return n, int(b.objs.FallbackConns.MaxEntries())
+			}, func(s Stats) uint64 { return s.FallbackHit }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newTestBalancer(t, tc.cfg)
 			reals := []string{"10.0.4.1", "10.0.4.2", "10.0.4.3", "10.0.4.4"}
 			vip := smallVIP(t, b, "10.204.0.1:80/tcp", reals...)
-			table := tc.table(b)
-			if tc.ownTable {
-				defer table.Close()
+			if _, capacity := tc.usage(b); capacity != size {
+				t.Fatalf("table has %d entries, want %d", capacity, size)
 			}
-			if table.MaxEntries() != size {
-				t.Fatalf("table has %d entries, want %d", table.MaxEntries(), size)
-			}
-			entries := func() int {
-				n := 0
-				var k bpf.BalancerFlowKey
-				var v bpf.BalancerConn
-				for it := table.Iterate(); it.Next(&k, &v); {
-					n++
-				}
-				return n
-			}
+			entries := func() int { n, _ := tc.usage(b); return n }
 			client := func(i int) string { return netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}).String() }
 			first := map[int]netip.Addr{}
 			const flows = 8 * size

@@ -13,7 +13,7 @@
 
 #include <linux/types.h>
 
-#define LAYOUT_VERSION 1
+#define LAYOUT_VERSION 2
 
 /* VIP flags (bit values match Katran's so fixtures and operators' habits carry over). */
 #define VIP_F_NO_SRC_PORT 0x1 /* hash without the client source port */
@@ -60,9 +60,36 @@ struct flow_key {
 	__u8 pad[3];
 };
 
+/* An entry of the shared fallback table (an LRU hash keyed by flow_key). */
 struct conn {
 	__u32 real_id;
 	__u32 pad;
+};
+
+/*
+ * The per-CPU connection tables are set-associative caches, not hash maps:
+ * an array of sets, each CONN_WAYS entries (two cache lines), the set chosen
+ * by the flow hash, the entries of a set kept in most-recently-used order.
+ * A lookup reads one set; an insert writes it, evicting the set's least
+ * recently used entry when the set is full. See balancer.c (conn_*).
+ *
+ * An entry keys a flow by its VIP's number instead of the destination
+ * address, port and protocol the VIP already fixes, which fits the whole
+ * key (no hash tags, so no false hits) in 24 bytes.
+ */
+#define CONN_WAYS 4
+
+struct conn_slot {
+	__u32 src[4];   /* client address, as in flow_key after the VIP's flags */
+	__be16 sport;   /* as in flow_key after the VIP's flags */
+	__be16 dport;
+	__u32 vip_num;
+	__u32 real_id;  /* 0: the slot is free */
+	__u32 pad;
+};
+
+struct conn_set {
+	struct conn_slot slot[CONN_WAYS]; /* slot[0]: the most recently used */
 };
 
 struct lb_config {
@@ -73,6 +100,7 @@ struct lb_config {
 	__u8 v6_prefix[12]; /* outer IPv6 source: prefix + 32 mixed bits */
 	__u32 flags;        /* CFG_F_* */
 	__u32 layout;       /* LAYOUT_VERSION of the program that owns the maps */
+	__u32 conn_sets;    /* sets in each per-CPU connection table */
 };
 
 struct counter {

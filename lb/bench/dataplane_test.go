@@ -462,49 +462,6 @@ func (e *dataPlane) peerConfig(mode uint32, tmpl []byte) *BenchPeerConfig {
 	return c
 }
 
-// connTableEntries counts the entries of the pinned CPU's connection table.
-func connTableEntries(bal *lb.Balancer, cpu int) (entries int, maxEntries uint32, err error) {
-	info, err := bal.Program().Info()
-	if err != nil {
-		return 0, 0, err
-	}
-	ids, _ := info.MapIDs()
-	for _, id := range ids {
-		m, err := ebpf.NewMapFromID(id)
-		if err != nil {
-			return 0, 0, err
-		}
-		mi, err := m.Info()
-		if err != nil || mi.Name != "conn_tables" {
-			m.Close()
-			continue
-		}
-		var inner *ebpf.Map
-		err = m.Lookup(uint32(cpu), &inner)
-		m.Close()
-		if err != nil {
-			return 0, 0, fmt.Errorf("look up the table of CPU %d: %w", cpu, err)
-		}
-		defer inner.Close()
-		key := make([]byte, inner.KeySize())
-		next := make([]byte, inner.KeySize())
-		var cur any // nil: start from the first key
-		for {
-			err := inner.NextKey(cur, &next)
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return entries, inner.MaxEntries(), nil
-			}
-			if err != nil {
-				return 0, 0, err
-			}
-			entries++
-			copy(key, next)
-			cur = key
-		}
-	}
-	return 0, 0, errors.New("balancer has no conn_tables map")
-}
-
 type result struct {
 	ns    []float64 // thread CPU time per packet, per round
 	wall  []float64 // wall-clock time per packet, per round
@@ -652,7 +609,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	var notes = make(map[string][]string) // per scenario, logged with its result
 	note := func(id, format string, args ...any) { notes[id] = append(notes[id], fmt.Sprintf(format, args...)) }
 	if selected(scenarios[2]) {
-		used, maxEntries, err := connTableEntries(balMiss, cpu)
+		used, maxEntries, err := balMiss.ConnTableUse(cpu)
 		if err != nil {
 			b.Fatalf("count connection-table entries: %v", err)
 		}
