@@ -39,6 +39,7 @@ test: check-generated lint build
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./lb/maglev/
+	$(GO) test -run '^$$' -bench ConnTableRetention -benchtime 1x ./lb/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m ./lb/bench/
 
 # The netns lab (test/lab) narrated: BGP, curl through the VIP, vip list,
