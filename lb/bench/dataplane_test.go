@@ -326,12 +326,16 @@ func checkHit(d *delta) error {
 	return nil
 }
 
+// checkFlows allows up to 1% misses: the per-CPU table is set-associative,
+// so with 100k flows in its 250k sets a few sets hold more than four, and
+// cycling through them in order misses every time (lb's
+// BenchmarkConnTableRetention has the rates; the run reports its own).
 func checkFlows(d *delta) error {
 	if err := checkBalancerTX(d); err != nil {
 		return err
 	}
-	if d.lb.ConnHit != d.n || misses(d.lb) != 0 {
-		return fmt.Errorf("connection table: %d hits, %d misses, want %d hits and no miss", d.lb.ConnHit, misses(d.lb), d.n)
+	if d.lb.ConnHit+misses(d.lb) != d.n || misses(d.lb) > d.n/100 {
+		return fmt.Errorf("connection table: %d hits, %d misses, want %d hits and at most 1%% misses", d.lb.ConnHit, misses(d.lb), d.n)
 	}
 	if u := realsUsed(d); u != nReals {
 		return fmt.Errorf("%d flows went to %d of %d reals", cycledFlows, u, nReals)
@@ -634,7 +638,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	for _, s := range scenarios {
 		res[s.id] = &result{}
 	}
-	var pristine uint64
+	var pristine, flowMisses uint64
 	for r := range rounds {
 		round := make(map[string]timing)
 		// Rotate the order so no scenario always follows the same one.
@@ -650,8 +654,11 @@ func BenchmarkDataPlane(b *testing.B) {
 			if err := s.check(d); err != nil {
 				b.Fatalf("%s round %d: invalid run: %v", s.id, r+1, err)
 			}
-			if s.id == "c-miss" {
+			switch s.id {
+			case "c-miss":
 				pristine += d.peer.Pristine
+			case "d-100k-flows":
+				flowMisses += misses(d.lb)
 			}
 			round[s.id] = t
 		}
@@ -660,6 +667,10 @@ func BenchmarkDataPlane(b *testing.B) {
 			res[id].wall = append(res[id].wall, t.wall)
 			res[id].ratio = append(res[id].ratio, t.cpu/round["a-floor"].cpu)
 		}
+	}
+	if id := "d-100k-flows"; selected(scenarioByID(scenarios, id)) {
+		total := uint64(rounds) * uint64(packets)
+		note(id, "%d of %d packets (%.3f%%) missed the table: flows of sets holding more than four", flowMisses, total, 100*float64(flowMisses)/float64(total))
 	}
 	if selected(scenarios[2]) {
 		total := uint64(rounds) * uint64(packets)
