@@ -22,6 +22,7 @@ type udpStream struct {
 	errs     []string // send and receive errors (an ICMP error shows here)
 	mu       sync.Mutex
 	received map[int64]bool
+	sentAt   []time.Time // of datagram seq at index seq-1
 	reals    map[string]int
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -72,6 +73,9 @@ func startUDPStream(t *testing.T, l *lab.Lab, every time.Duration) *udpStream {
 				return
 			case <-tick.C:
 				seq := s.sent.Add(1)
+				s.mu.Lock()
+				s.sentAt = append(s.sentAt, time.Now())
+				s.mu.Unlock()
 				if _, err := fmt.Fprintf(conn, "seq %d", seq); err != nil {
 					s.mu.Lock()
 					s.errs = append(s.errs, fmt.Sprintf("send %d: %v", seq, err))
@@ -92,6 +96,20 @@ func (s *udpStream) finish() (sent, lost int64, reals map[string]int, errs []str
 	defer s.mu.Unlock()
 	sent = s.sent.Load()
 	return sent, sent - int64(len(s.received)), s.reals, s.errs
+}
+
+// lostAt returns when each datagram that was not echoed was sent, in
+// order; call it after finish.
+func (s *udpStream) lostAt() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Time
+	for i, at := range s.sentAt {
+		if !s.received[int64(i+1)] {
+			out = append(out, at)
+		}
+	}
+	return out
 }
 
 // Scenario 7: vipcastd restarts (SIGTERM, start again) while a long TCP

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,7 +42,35 @@ func (s *syncBuf) String() string {
 // StartCapture runs tcpdump on iface inside ns with a pcap filter and
 // returns once it is capturing.
 func StartCapture(ns *NS, iface, filter string, extra ...string) (*Capture, error) {
-	args := append([]string{"-n", "-l", "-t", "-Z", "root", "-i", iface}, extra...)
+	return startCapture(ns, iface, filter, "-t", extra)
+}
+
+// StartTimedCapture is StartCapture with every line starting with the
+// packet's capture time as Unix seconds with microseconds (tcpdump -tt),
+// for scenarios that measure when something changed on the wire;
+// ParseCaptureTime reads it back.
+func StartTimedCapture(ns *NS, iface, filter string, extra ...string) (*Capture, error) {
+	return startCapture(ns, iface, filter, "-tt", extra)
+}
+
+// ParseCaptureTime splits a line of a timed capture into the packet's
+// time and the rest of the line.
+func ParseCaptureTime(line string) (time.Time, string, error) {
+	stamp, rest, ok := strings.Cut(line, " ")
+	sec, frac, ok2 := strings.Cut(stamp, ".")
+	if !ok || !ok2 {
+		return time.Time{}, line, fmt.Errorf("capture line without a timestamp: %q", line)
+	}
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	us, err2 := strconv.ParseInt(frac, 10, 64)
+	if err1 != nil || err2 != nil || len(frac) != 6 {
+		return time.Time{}, line, fmt.Errorf("capture line with a bad timestamp: %q", line)
+	}
+	return time.Unix(s, us*1000), rest, nil
+}
+
+func startCapture(ns *NS, iface, filter, stamps string, extra []string) (*Capture, error) {
+	args := append([]string{"-n", "-l", stamps, "-Z", "root", "-i", iface}, extra...)
 	args = append(args, filter)
 	c := &Capture{done: make(chan struct{})}
 	c.cmd = ns.Cmd(context.Background(), "tcpdump", args...)
