@@ -617,11 +617,8 @@ func BenchmarkDataPlane(b *testing.B) {
 		if err != nil {
 			b.Fatalf("count connection-table entries: %v", err)
 		}
-		state := "not full: measured misses insert without evicting until it is"
-		if float64(used) >= 0.99*float64(maxEntries) {
-			state = "full: every measured miss inserts and evicts"
-		}
-		note("c-miss", "connection table of CPU %d after warm-up: %d entries of %d (%s)", cpu, used, maxEntries, state)
+		note("c-miss", "connection table of CPU %d after warm-up: %d of %d entries used (%.1f%%; a miss into a full set evicts its least recently used entry)",
+			cpu, used, maxEntries, 100*float64(used)/float64(maxEntries))
 	}
 
 	// Control: without the restore the balancer sees its own output again.
