@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -42,7 +43,9 @@ func (g *gatewayState) set(info GatewayInfo) error {
 	defer g.mu.Unlock()
 	if info.MAC != nil && info.MAC.String() != g.info.MAC.String() {
 		if err := g.apply(info.MAC); err != nil {
-			return err
+			// Still on the old MAC: say so where operators look.
+			g.info.Err = fmt.Sprintf("gateway %s (%s) not programmed into the data plane: %v", info.MAC, info.Source, err)
+			return fmt.Errorf("program gateway MAC %s: %w", info.MAC, err)
 		}
 		g.log.Info("gateway MAC in use", "mac", info.MAC.String(), "source", info.Source, "next_hop", info.NextHop)
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"time"
 
 	"vipcast/neigh"
 )
@@ -22,12 +23,30 @@ func (g *gatewayState) startResolver(ctx context.Context, ifname string) error {
 			g.log.Error("gateway resolution stopped", "err", err)
 		}
 	}()
-	go func() {
-		for gw := range r.Updates() {
+	go g.follow(ctx, r.Updates(), time.Second)
+	return nil
+}
+
+// follow programs every resolver update. When programming fails (the data
+// plane refused the write), the same update is tried again every retry
+// until it succeeds, a newer update replaces it, or ctx ends: the resolver
+// reports changes only, so nothing else would bring the MAC back.
+func (g *gatewayState) follow(ctx context.Context, updates <-chan neigh.Gateway, retry time.Duration) {
+	var pending *GatewayInfo
+	timer := time.NewTimer(retry)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case gw, ok := <-updates:
+			if !ok {
+				return
+			}
 			g.mu.Lock()
 			static := g.static != nil
 			g.mu.Unlock()
 			if static {
+				pending = nil
 				continue // a reload switched to a configured MAC
 			}
 			info := GatewayInfo{MAC: gw.MAC, Source: gw.Source, NextHop: gw.IP}
@@ -37,10 +56,19 @@ func (g *gatewayState) startResolver(ctx context.Context, ifname string) error {
 			if !gw.Known() {
 				g.log.Warn("gateway MAC unknown; keeping the last one, if any", "reason", info.Err)
 			}
-			if err := g.set(info); err != nil {
-				g.log.Error("program gateway MAC", "err", err)
-			}
+			pending = &info
+		case <-timer.C:
+		case <-ctx.Done():
+			return
 		}
-	}()
-	return nil
+		if pending == nil {
+			continue
+		}
+		if err := g.set(*pending); err != nil {
+			g.log.Error("program gateway MAC; trying again", "err", err, "retry_in", retry)
+			timer.Reset(retry)
+			continue
+		}
+		pending = nil
+	}
 }
