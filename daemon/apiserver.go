@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -310,7 +311,12 @@ func (s *apiServer) AddHealthcheckMark(_ context.Context, req *api.AddHealthchec
 	if err != nil {
 		return nil, err
 	}
-	return &api.AddHealthcheckMarkResponse{}, grpcError(s.marks.AddMark(req.GetMark().GetMark(), addr))
+	err = s.marks.AddMark(req.GetMark().GetMark(), addr)
+	if errors.Is(err, lb.ErrFull) {
+		// Name the setting behind the limit: vipcastd sizes the table.
+		err = fmt.Errorf("%w (the table holds hc_mark_range's marks plus %d set by hand)", err, operatorMarks)
+	}
+	return &api.AddHealthcheckMarkResponse{}, grpcError(err)
 }
 
 func (s *apiServer) DeleteHealthcheckMark(_ context.Context, req *api.DeleteHealthcheckMarkRequest) (*api.DeleteHealthcheckMarkResponse, error) {

@@ -218,7 +218,7 @@ func (d *Daemon) startHealthcheckForwarding(iface *net.Interface, pins string) e
 		}
 	}
 	hc, err := lb.NewHealthcheck(lb.HealthcheckConfig{
-		MaxMarks:   int(min(cfg.HCMarks.Len(), 1<<20)) + 1024, // the range plus room for operators' marks
+		MaxMarks:   int(min(cfg.HCMarks.Len(), 1<<20)) + operatorMarks,
 		SourceV4:   src4,
 		SourceV6:   src6,
 		LocalMAC:   iface.HardwareAddr,

@@ -140,7 +140,7 @@ func (d *recordingDataplane) AddReal(k lb.VIPKey, r lb.Real) error {
 		return fmt.Errorf("vip %s: real %s: %w", k, r.Addr, lb.ErrExists)
 	}
 	if d.nReals() >= d.maxReals {
-		return fmt.Errorf("vip %s: real %s: %d reals configured, the limit (max_reals): %w", k, r.Addr, d.maxReals, lb.ErrFull)
+		return fmt.Errorf("vip %s: real %s: %d reals configured, the limit of max_reals = %d (one id is reserved): %w", k, r.Addr, d.maxReals, d.maxReals+1, lb.ErrFull)
 	}
 	v.Reals = append(v.Reals, r)
 	return d.apply("AddReal", r)

@@ -114,8 +114,8 @@ func TestAPILimits(t *testing.T) {
 	must("AddReal", addReal(1, "2001:db8::13"))
 	must("AddReal", addReal(2, "192.0.2.11"))
 	before = snapshot()
-	exhausted("real past max_reals", addReal(2, "192.0.2.12"), "4 reals configured, the limit (max_reals)")
-	exhausted("real past max_reals", addReal(3, "192.0.2.14"), "4 reals configured, the limit (max_reals)")
+	exhausted("real past max_reals", addReal(2, "192.0.2.12"), "4 reals configured, the limit of max_reals = 5 (one id is reserved)")
+	exhausted("real past max_reals", addReal(3, "192.0.2.14"), "4 reals configured, the limit of max_reals = 5 (one id is reserved)")
 	if after := snapshot(); !reflect.DeepEqual(before, after) {
 		t.Fatalf("refused AddReal changed the state:\n%+v\n%+v", before, after)
 	}
@@ -134,7 +134,7 @@ func TestAPILimits(t *testing.T) {
 	must("AddHealthcheckMark", addMark(1001, "192.0.2.12"))
 	must("AddHealthcheckMark", addMark(1002, "2001:db8::13"))
 	before = snapshot()
-	exhausted("mark past the table size", addMark(1003, "192.0.2.14"), "3 marks configured, the limit")
+	exhausted("mark past the table size", addMark(1003, "192.0.2.14"), "3 marks configured, the limit: table full (the table holds hc_mark_range's marks plus 1024 set by hand)")
 	if after := snapshot(); !reflect.DeepEqual(before, after) {
 		t.Fatalf("refused AddHealthcheckMark changed the state:\n%+v\n%+v", before, after)
 	}
@@ -151,7 +151,7 @@ func TestAPILimits(t *testing.T) {
 	must("AddHealthcheckMark after a delete", addMark(1003, "192.0.2.15"))
 	// And full again.
 	exhausted("VIP past max_vips", addVIP(6), "the limit (max_vips)")
-	exhausted("real past max_reals", addReal(5, "192.0.2.16"), "the limit (max_reals)")
+	exhausted("real past max_reals", addReal(5, "192.0.2.16"), "the limit of max_reals = 5")
 	exhausted("mark past the table size", addMark(1004, "192.0.2.16"), "the limit")
 	if got := b.VIPs(); len(got) != maxVIPs {
 		t.Fatalf("data plane holds %d VIPs, want %d", len(got), maxVIPs)

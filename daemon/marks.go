@@ -9,6 +9,10 @@ import (
 	"vipcast/lb"
 )
 
+// operatorMarks is the room the mark table keeps, beyond hc_mark_range,
+// for marks operators set by hand (`vipcast hc add`).
+const operatorMarks = 1024
+
 // markTable is the healthcheck program's mark -> real table (lb.Healthcheck).
 type markTable interface {
 	AddMark(uint32, netip.Addr) error

@@ -514,8 +514,8 @@ func (b *Balancer) setReals(vs *vipState, reals []Real) error {
 		id, ok := b.realIDs.get()
 		if !ok {
 			undoAlloc()
-			return fmt.Errorf("vip %s: real %s: %d reals configured, the limit (max_reals): %w",
-				k, r.Addr, b.cfg.MaxReals-1, ErrFull)
+			return fmt.Errorf("vip %s: real %s: %d reals configured, the limit of max_reals = %d (one id is reserved): %w",
+				k, r.Addr, b.cfg.MaxReals-1, b.cfg.MaxReals, ErrFull)
 		}
 		added = append(added, &realState{Real: r, id: id})
 	}

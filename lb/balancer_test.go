@@ -148,7 +148,7 @@ func TestAPIErrorsChangeNothing(t *testing.T) {
 		if err := b.AddVIP(VIP{Key: k}); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "3 VIPs configured, the limit (max_vips)") {
 			t.Fatalf("4th VIP: %v", err)
 		}
-		if err := b.AddReal(third, Real{Addr: addr("192.0.2.14"), Weight: 1}); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "3 reals configured, the limit (max_reals)") {
+		if err := b.AddReal(third, Real{Addr: addr("192.0.2.14"), Weight: 1}); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "3 reals configured, the limit of max_reals = 4 (one id is reserved)") {
 			t.Fatalf("4th real: %v", err)
 		}
 		if after := snapshot(t, b); !reflect.DeepEqual(before, after) {

@@ -222,7 +222,7 @@ func TestLimitReals(t *testing.T) {
 		t.Fatalf("%d real ids in use in the kernel, want 16", kernel.RealsUse)
 	}
 
-	const limit = "16 reals configured, the limit (max_reals)"
+	const limit = "16 reals configured, the limit of max_reals = 17 (one id is reserved)"
 	// A real address already used by another VIP still needs an id.
 	assertFull(t, b.AddReal(d, Real{Addr: addr("10.0.2.1"), Weight: 1}), limit)
 	assertFull(t, b.AddReal(c, Real{Addr: addr("fc00::2:99"), Weight: 1}), limit)
