@@ -60,7 +60,7 @@ func newNeighborCommand(a *app) *cobra.Command {
 			}
 			t := newTable(a.stdout, "PEER", "AS", "UP/DOWN", "STATE", "#SENT", "DESCRIPTION")
 			for _, n := range list.Neighbors {
-				t.row(n.Address, fmt.Sprint(n.ASN), upDown(n.UptimeSeconds), n.State,
+				t.row(n.Address, fmt.Sprint(n.ASN), upDown(n.UptimeSeconds, n.State), n.State,
 					fmt.Sprint(n.PrefixesSent), orDash(n.Description))
 			}
 			return t.flush()
@@ -68,11 +68,14 @@ func newNeighborCommand(a *app) *cobra.Command {
 	}
 }
 
-// upDown shows a session's age like gobgp: 00:04:10, 3d 01:02:03.
-func upDown(secs int64) string {
-	if secs <= 0 {
+// upDown shows an established session's age like gobgp: 00:04:10,
+// 3d 01:02:03 (00:00:00 in its first second); "never" for a session that
+// is not up.
+func upDown(secs int64, state string) string {
+	if state != "established" {
 		return "never"
 	}
+	secs = max(secs, 0)
 	d, rest := secs/86400, secs%86400
 	hms := fmt.Sprintf("%02d:%02d:%02d", rest/3600, rest%3600/60, rest%60)
 	if d > 0 {
