@@ -199,13 +199,33 @@ static __always_inline __u32 flow_hash(const struct flow_key *f, int is_v6)
 	return hash_words(f->src[0], 0, 0, 0, ports);
 }
 
-/* The set a flow belongs in. The flow hash is mixed with the VIP number
- * (the same client and ports towards two VIPs are two flows) and mapped
- * onto [0, sets) by multiplication instead of a division (Lemire, "A fast
- * alternative to the modulo reduction", 2016). */
-static __always_inline struct conn_set *conn_set_of(void *table, __u32 hash, __u32 vip_num, __u32 sets)
+/* The set a flow belongs in. Unlike the ring's hash, which every host must
+ * share, the set index is keyed with a secret random key, so that nobody can
+ * work out offline which flows share a victim's set and push it out with
+ * four packets (the kernel's own hash maps seed their hash for the same
+ * reason). The hash is NH, the universal hash of UMAC (Black, Halevi,
+ * Krawczyk, Krovetz, Rogaway, CRYPTO 1999): words plus key words, multiplied
+ * in pairs, summed; three multiplications where a second lookup3 would cost
+ * a miss several times that. The VIP number is one of the words: the same
+ * client and ports towards two VIPs are two flows. The mixed sum's high half
+ * is mapped onto [0, sets) by multiplication instead of a division (Lemire,
+ * "A fast alternative to the modulo reduction", 2016). */
+static __always_inline struct conn_set *conn_set_of(void *table, const struct flow_key *f,
+						    __u32 vip_num, const struct lb_config *cfg)
 {
-	__u32 idx = ((__u64)(hash ^ (vip_num * 0x9e3779b9u)) * sets) >> 32;
+	__u32 ports = ((__u32)f->sport << 16) | f->dport;
+	__u64 h = (__u64)(__u32)(f->src[0] + cfg->conn_key[0]) * (__u32)(ports + cfg->conn_key[1]) +
+		  (__u64)(__u32)(f->src[1] + cfg->conn_key[2]) * (__u32)(f->src[2] + cfg->conn_key[3]) +
+		  (__u64)(__u32)(f->src[3] + cfg->conn_key[4]) * (__u32)(vip_num + cfg->conn_key[5]);
+	/* A product's high bits are not uniform (small values are likelier):
+	 * MurmurHash3's 64-bit finaliser (Appleby, public domain), a bijection,
+	 * spreads them without adding collisions. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	__u32 idx = ((h >> 32) * cfg->conn_sets) >> 32;
 
 	return bpf_map_lookup_elem(table, &idx);
 }
@@ -227,22 +247,28 @@ static __always_inline void conn_key_of(struct conn_key *k, const struct flow_ke
 	__builtin_memcpy(k, &s, sizeof(*k));
 }
 
-/* Returns the way holding the flow, or CONN_WAYS. */
-static __always_inline __u32 conn_find(const struct conn_set *set, const struct conn_key *k)
+/* Returns the way holding the flow, or CONN_WAYS. *ins is where a flow the
+ * set does not hold goes: the first free way, else the last (the least
+ * recently used). Entries are never deleted, so free ways are a suffix. */
+static __always_inline __u32 conn_find(const struct conn_set *set, const struct conn_key *k, __u32 *ins)
 {
+	*ins = CONN_WAYS - 1;
 #pragma unroll
 	for (__u32 i = 0; i < CONN_WAYS; i++) {
 		const __u64 *w = (const void *)&set->slot[i];
 
-		if (set->slot[i].real_id && w[0] == k->w[0] && w[1] == k->w[1] && w[2] == k->w[2])
+		if (!set->slot[i].real_id) {
+			*ins = i;
+			return CONN_WAYS;
+		}
+		if (w[0] == k->w[0] && w[1] == k->w[1] && w[2] == k->w[2])
 			return i;
 	}
 	return CONN_WAYS;
 }
 
 /* Makes way `from` the most recently used: ways 0..from-1 move down one,
- * and `s` (the flow's entry) goes in way 0. With from = CONN_WAYS-1 on a
- * flow the set does not hold, that evicts the least recently used. */
+ * and `s` (the flow's entry) goes in way 0. */
 static __always_inline void conn_put_front(struct conn_set *set, __u32 from, const struct conn_slot *s)
 {
 #pragma unroll
@@ -253,6 +279,25 @@ static __always_inline void conn_put_front(struct conn_set *set, __u32 from, con
 	set->slot[0] = *s;
 }
 
+/* The real the VIP's ring names for a flow (key after the VIP's flags). */
+static __always_inline struct real_def *ring_pick(const struct vip_meta *vip, const struct flow_key *key,
+						  int is_v6, __u32 *real_id)
+{
+	void *ring = bpf_map_lookup_elem(&rings, &vip->vip_num);
+	__u32 *slot;
+
+	if (!ring || vip->ring_size == 0)
+		return NULL;
+	/* Multiply-shift onto [0, ring_size) rather than a division (Lemire,
+	 * 2016): a dozen nanoseconds less for every new flow. */
+	__u32 pos = ((__u64)flow_hash(key, is_v6) * vip->ring_size) >> 32;
+	slot = bpf_map_lookup_elem(ring, &pos);
+	if (!slot || *slot == 0)
+		return NULL;
+	*real_id = *slot;
+	return bpf_map_lookup_elem(&reals, slot);
+}
+
 /* Finds the real for a flow: connection table first, ring on a miss. */
 static __always_inline struct real_def *pick_real(struct packet *p, struct vip_meta *vip,
 						  const struct lb_config *cfg, struct lb_stats *st,
@@ -261,12 +306,11 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct flow_key key = p->flow;
 	struct conn_set *set = NULL;
-	struct real_def *real;
+	struct real_def *real = NULL;
 	struct conn_key ck = {};
 	struct conn *c = NULL;
-	__u32 way = CONN_WAYS;
-	__u32 *slot;
-	void *ring;
+	__u32 way = CONN_WAYS, ins = CONN_WAYS - 1;
+	__u32 id = 0;
 	int use_fallback = 0;
 
 	/* The hash (and the table key) ignore what the VIP says to ignore. */
@@ -279,7 +323,6 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		if (vip->flags & VIP_F_ANY_PORT)
 			key.dport = 0;
 	}
-	__u32 hash = flow_hash(&key, p->is_v6);
 
 	/* A SYN opens a connection: it is placed from the ring even when the
 	 * table remembers its 5-tuple (an old connection's), as in Katran. */
@@ -288,38 +331,45 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 	if (!(vip->flags & VIP_F_LRU_BYPASS)) {
 		void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
 
-		if (table) {
-			set = conn_set_of(table, hash, vip->vip_num, cfg->conn_sets);
-			if (set) {
-				conn_key_of(&ck, &key, vip->vip_num);
-				way = conn_find(set, &ck);
-			}
-		} else {
+		if (table)
+			set = conn_set_of(table, &key, vip->vip_num, cfg);
+		else
 			use_fallback = 1;
-			if (!syn)
-				c = bpf_map_lookup_elem(&fallback_conns, &key);
-		}
-		__u32 id = 0;
+	}
+	/* A SYN is placed from the ring whatever the table holds; the set is
+	 * then read only to place its entry. */
+	if (syn)
+		real = ring_pick(vip, &key, p->is_v6, &id);
 
-		if (set && way < CONN_WAYS && !syn)
-			id = set->slot[way].real_id;
-		else if (c)
-			id = c->real_id;
-		if (id) {
-			real = bpf_map_lookup_elem(&reals, &id);
-			if (real && real->vip_num == vip->vip_num && !(real->flags & REAL_F_DOWN)) {
+	if (!(vip->flags & VIP_F_LRU_BYPASS)) {
+		__u32 hit = 0;
+
+		if (set) {
+			conn_key_of(&ck, &key, vip->vip_num);
+			way = conn_find(set, &ck, &ins);
+			if (way < CONN_WAYS && !syn)
+				hit = set->slot[way].real_id;
+		} else if (use_fallback && !syn) {
+			c = bpf_map_lookup_elem(&fallback_conns, &key);
+			if (c)
+				hit = c->real_id;
+		}
+		if (hit) {
+			struct real_def *r = bpf_map_lookup_elem(&reals, &hit);
+
+			if (r && r->vip_num == vip->vip_num && !(r->flags & REAL_F_DOWN)) {
 				if (use_fallback) {
 					st->fallback_hit++;
 				} else {
 					st->conn_hit++;
 					if (way > 0 && way < CONN_WAYS) {
-						struct conn_slot hit = set->slot[way];
+						struct conn_slot front = set->slot[way];
 
-						conn_put_front(set, way, &hit);
+						conn_put_front(set, way, &front);
 					}
 				}
-				*real_id = id;
-				return real;
+				*real_id = hit;
+				return r;
 			}
 			st->conn_repick_down++;
 		} else if (p->flow.proto == IPPROTO_TCP) {
@@ -332,27 +382,30 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		}
 	}
 
-	ring = bpf_map_lookup_elem(&rings, &vip->vip_num);
-	if (!ring || vip->ring_size == 0)
-		return NULL;
-	__u32 pos = hash % vip->ring_size;
-	slot = bpf_map_lookup_elem(ring, &pos);
-	if (!slot || *slot == 0)
-		return NULL;
-	__u32 id = *slot;
-	real = bpf_map_lookup_elem(&reals, &id);
+	if (!syn)
+		real = ring_pick(vip, &key, p->is_v6, &id);
 	if (!real)
 		return NULL;
 
 	if (set) {
-		/* Replace the flow's old entry if the set has one (a SYN reusing
-		 * a 5-tuple, a real gone down), else the least recently used. */
+		/* A flow the set holds (a SYN reusing a 5-tuple, a real gone
+		 * down) is replaced and moved to the front. A new flow enters at
+		 * the back: a free way, else over the least recently used one,
+		 * and reaches the front with its next packet. So a burst of new
+		 * flows that send nothing more, a SYN flood, churns only the last
+		 * way of each set, and flows that have seen a second packet keep
+		 * the others (insertion at the LRU position: Qureshi et al.,
+		 * "Adaptive insertion policies for high performance caching",
+		 * ISCA 2007). */
 		struct conn_slot s;
 
 		__builtin_memcpy(&s, &ck, sizeof(ck));
 		s.real_id = id;
 		s.pad = 0;
-		conn_put_front(set, way < CONN_WAYS ? way : CONN_WAYS - 1, &s);
+		if (way < CONN_WAYS)
+			conn_put_front(set, way, &s);
+		else if (ins < CONN_WAYS)
+			set->slot[ins] = s;
 	} else if (use_fallback && !(vip->flags & VIP_F_LRU_BYPASS)) {
 		struct conn val = { .real_id = id };
 

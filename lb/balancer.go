@@ -8,6 +8,7 @@
 package lb
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,7 +39,8 @@ type Balancer struct {
 	realIDs   *idPool
 	ncpu      int
 	gatewayOK bool
-	adopted   bool // state came from pinned maps
+	adopted   bool      // state came from pinned maps
+	connKey   [6]uint32 // secret key of the connection tables' set index (lb_config.conn_key)
 }
 
 type vipState struct {
@@ -151,6 +153,14 @@ func (b *Balancer) start() error {
 		return fmt.Errorf("read balancer config: %w", err)
 	}
 	gw := b.cfg.GatewayMAC
+	// A new data plane gets a new secret key for its connection tables'
+	// set index; an adopted one keeps the key its tables were filled with.
+	b.connKey = cur.ConnKey
+	if cur.Layout == 0 {
+		if err := randomKey(b.connKey[:]); err != nil {
+			return err
+		}
+	}
 	if cur.Layout != 0 {
 		if cur.Layout != LayoutVersion {
 			return fmt.Errorf("the maps pinned under %s have layout version %d, this vipcastd uses %d: "+
@@ -182,6 +192,18 @@ func (b *Balancer) Close() error { return b.objs.Close() }
 
 // Program is the XDP program to attach or to put in a root program's slot.
 func (b *Balancer) Program() *ebpf.Program { return b.objs.VipcastBalancer }
+
+// randomKey draws the connection tables' secret key.
+func randomKey(key []uint32) error {
+	raw := make([]byte, 4*len(key))
+	if _, err := rand.Read(raw); err != nil {
+		return fmt.Errorf("draw a random key for the connection tables: %w", err)
+	}
+	for i := range key {
+		key[i] = binary.NativeEndian.Uint32(raw[4*i:])
+	}
+	return nil
+}
 
 // connSets is the number of sets in each per-CPU connection table: the
 // CPU's share of lru_size, rounded up to whole sets.
@@ -246,6 +268,7 @@ func (b *Balancer) writeConfig(gw net.HardwareAddr) error {
 	}
 	c.Layout = LayoutVersion
 	c.ConnSets = b.connSets()
+	c.ConnKey = b.connKey
 	if err := b.objs.Config.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("write balancer config: %w", err)
 	}

@@ -18,6 +18,10 @@ func BenchmarkConnTableRetention(b *testing.B) {
 	const slots = 1 << 16
 	sets := uint32(slots / connWays)
 	vip := netip.MustParseAddrPort("203.0.113.1:80")
+	var key [6]uint32
+	if err := randomKey(key[:]); err != nil {
+		b.Fatal(err)
+	}
 	for _, load := range []float64{0.10, 0.25, 0.50, 0.75, 1.00} {
 		b.Run(fmt.Sprintf("load-%.2f", load), func(b *testing.B) {
 			var missRate float64
@@ -30,7 +34,7 @@ func BenchmarkConnTableRetention(b *testing.B) {
 					client := netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
 					sport := uint16(1024 + rng.IntN(60000))
 					f := Flow{Src: netip.AddrPortFrom(client, sport), Dst: vip, Proto: TCP}
-					idx[i] = connSetIndex(flowHash(f, 0), 0, sets)
+					idx[i] = connSetIndex(flowWords(f, 0), 0, key, sets)
 					keys[i] = connSlot{Src: addrWords(client), Sport: htons(sport), Dport: htons(80)}
 				}
 				m := connModel{sets: map[uint32][]connSlot{}}

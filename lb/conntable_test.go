@@ -48,7 +48,7 @@ func sameSetPorts(t *testing.T, b *Balancer, vip VIPKey, client netip.Addr, n in
 	bySet := map[uint32][]uint16{}
 	for sport := uint16(20000); sport < 30000; sport++ {
 		f := Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: vip.Proto}
-		idx := connSetIndex(flowHash(f, kernelFlags(vs.VIP)), vs.num, b.connSets())
+		idx := connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
 		bySet[idx] = append(bySet[idx], sport)
 		if len(bySet[idx]) == n {
 			return idx, bySet[idx]
@@ -59,16 +59,17 @@ func sameSetPorts(t *testing.T, b *Balancer, vip VIPKey, client netip.Addr, n in
 }
 
 // The per-CPU table keeps each set in most-recently-used order: a hit moves
-// the flow to the front, a new flow goes in front and pushes the least
-// recently used one out, and a flow the set already holds (a SYN reusing a
-// 5-tuple) replaces its own entry instead of taking a second one.
+// the flow to the front; a new flow goes in at the back, over the least
+// recently used one when the set is full, so a run of new flows that send
+// nothing more churns only the last way; a flow the set already holds (a
+// SYN reusing a 5-tuple) replaces its own entry instead of taking another.
 func TestConnTableSetLRU(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 64})
 	vip := smallVIP(t, b, "10.205.0.1:80/tcp", "10.0.5.1", "10.0.5.2", "10.0.5.3", "10.0.5.4")
 	client := addr("192.168.7.1")
-	idx, ports := sameSetPorts(t, b, vip, client, 5)
-	A, B, C, D, E := ports[0], ports[1], ports[2], ports[3], ports[4]
+	idx, ports := sameSetPorts(t, b, vip, client, 6)
+	A, B, C, D, E, F := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	vs := b.vips[vip]
 
 	realByPort := map[uint16]netip.Addr{}
@@ -101,19 +102,23 @@ func TestConnTableSetLRU(t *testing.T) {
 	for _, p := range []uint16{A, B, C, D} {
 		syn(p)
 	}
-	check("four SYNs", D, C, B, A)
+	check("four SYNs fill the free ways in order", A, B, C, D)
 	before, _ := b.Stats()
-	ack(A)
-	check("A again", A, D, C, B)
+	ack(D)
+	check("D's next packet: to the front", D, A, B, C)
 	syn(E)
-	check("E new: B out", E, A, D, C)
+	check("E new, set full: over the least recently used, C", D, A, B, E)
+	syn(F)
+	check("F new: over E, the others stay", D, A, B, F)
 	ack(B)
-	check("B back", B, E, A, D)
+	check("B again", B, D, A, F)
+	ack(C)
+	check("C back (a miss): over F", B, D, A, C)
 	syn(A)
-	check("A's 5-tuple reused", A, B, E, D)
+	check("A's 5-tuple reused: replaced, to the front", A, B, D, C)
 	after, _ := b.Stats()
-	if hits, misses := after.ConnHit-before.ConnHit, after.ConnMissTcpOther-before.ConnMissTcpOther; hits != 1 || misses != 1 {
-		t.Fatalf("hits %d, non-SYN misses %d; want 1 and 1", hits, misses)
+	if hits, misses := after.ConnHit-before.ConnHit, after.ConnMissTcpOther-before.ConnMissTcpOther; hits != 2 || misses != 1 {
+		t.Fatalf("hits %d, non-SYN misses %d; want 2 and 1", hits, misses)
 	}
 }
 
@@ -129,7 +134,7 @@ func TestConnTableKeysVIPsApart(t *testing.T) {
 		got := realOf(t, b, vip, client.String(), 40000)
 		vs := b.vips[vip]
 		f := Flow{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: vip.Proto}
-		set := readConnSet(t, b, connSetIndex(flowHash(f, kernelFlags(vs.VIP)), vs.num, b.connSets()))
+		set := readConnSet(t, b, connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets()))
 		want := connSlot{Src: addrWords(client), Sport: htons(40000), Dport: htons(80), VIPNum: vs.num, RealID: vs.reals[got].id}
 		if set.Slot[0] != want {
 			t.Fatalf("%s: way 0 = %+v, want %+v", vip, set.Slot[0], want)
@@ -149,7 +154,9 @@ func describeSet(s connSet) string {
 }
 
 // connModel is a per-CPU connection table as the program is meant to keep
-// it: sets of up to connWays flows, most recently used first.
+// it: sets of up to connWays flows, most recently used first; a packet of a
+// flow the set holds moves it to the front, a new flow goes in at the back
+// (over the last, least recently used, flow when the set is full).
 type connModel struct {
 	sets map[uint32][]connSlot
 }
@@ -165,13 +172,16 @@ func (m *connModel) packet(idx uint32, key connSlot, syn bool, pick uint32, usab
 	if way >= 0 && !syn && usable(set[way].RealID) {
 		id = set[way].RealID
 	}
-	if way >= 0 {
-		set = slices.Delete(set, way, way+1)
-	} else if len(set) == connWays {
-		set = set[:connWays-1]
-	}
 	key.RealID = id
-	m.sets[idx] = slices.Insert(set, 0, key)
+	switch {
+	case way >= 0: // held: to the front
+		set = slices.Insert(slices.Delete(set, way, way+1), 0, key)
+	case len(set) < connWays: // new, room left: at the back
+		set = append(set, key)
+	default: // new, set full: over the least recently used
+		set[connWays-1] = key
+	}
+	m.sets[idx] = set
 	return id, way >= 0
 }
 
@@ -218,7 +228,7 @@ func TestConnTableMatchesModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		idx := connSetIndex(flowHash(ff, kernelFlags(vs.VIP)), vs.num, b.connSets())
+		idx := connSetIndex(flowWords(ff, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
 		key := connSlot{Src: addrWords(f.client), Sport: htons(f.sport), Dport: htons(vip.Port), VIPNum: vs.num}
 		usable := func(id uint32) bool {
 			for a, r := range vs.reals {
@@ -265,4 +275,52 @@ func TestConnTableMatchesModel(t *testing.T) {
 		t.Fatal("no packet used a remembered real that differs from the ring: the test proves nothing")
 	}
 
+}
+
+// A flood of SYNs that send nothing more, all into one set, replaces only
+// the set's last way: the flows that had seen a second packet stay, and
+// keep their reals when the ring changes.
+func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 64})
+	reals := []string{"10.0.7.1", "10.0.7.2", "10.0.7.3", "10.0.7.4"}
+	vip := smallVIP(t, b, "10.207.0.1:80/tcp", reals...)
+	client := addr("192.168.8.1")
+	_, ports := sameSetPorts(t, b, vip, client, 3+200)
+	established, flood := ports[:3], ports[3:]
+
+	packet := func(sport uint16, flags uint8) netip.Addr {
+		t.Helper()
+		act, out := run(t, b.Program(), ethIn(testpkt.EtherTypeIPv4, tcp4(client.String(), sport, vip.Addr.String(), vip.Port, flags)))
+		if act != xdpTx {
+			t.Fatalf("port %d: action %d", sport, act)
+		}
+		return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
+	}
+	placed := map[uint16]netip.Addr{}
+	for _, p := range established {
+		placed[p] = packet(p, testpkt.TCPSyn)
+		packet(p, testpkt.TCPAck)
+	}
+	for _, p := range flood {
+		packet(p, testpkt.TCPSyn)
+	}
+	// A new ring: a flow the table forgot would now likely go elsewhere.
+	var next []Real
+	for i, r := range reals {
+		next = append(next, Real{Addr: addr(r), Weight: uint32(1 + 7*(i%2))})
+	}
+	if err := b.SetReals(vip, next); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := b.Stats()
+	for _, p := range established {
+		if got := packet(p, testpkt.TCPAck); got != placed[p] {
+			t.Fatalf("established flow from port %d went to %s after the flood, was on %s", p, got, placed[p])
+		}
+	}
+	after, _ := b.Stats()
+	if hits := after.ConnHit - before.ConnHit; hits != uint64(len(established)) {
+		t.Fatalf("%d of %d established flows hit the table after %d SYNs into their set", hits, len(established), len(flood))
+	}
 }

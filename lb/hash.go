@@ -71,7 +71,11 @@ type Flow struct {
 }
 
 // flowHash is the ring position hash of a flow under a VIP's flags.
-func flowHash(f Flow, flags VIPFlags) uint32 {
+func flowHash(f Flow, flags VIPFlags) uint32 { return hashWords(flowWords(f, flags)) }
+
+// flowWords are the words both of the program's flow hashes read: the
+// client address and ports as the VIP's flags leave them.
+func flowWords(f Flow, flags VIPFlags) [5]uint32 {
 	src := f.Src.Addr()
 	sport, dport := f.Src.Port(), f.Dst.Port()
 	switch {
@@ -102,7 +106,7 @@ func flowHash(f Flow, flags VIPFlags) uint32 {
 		w[i] = binary.LittleEndian.Uint32(raw[i*4:])
 	}
 	w[4] = le(sport)<<16 | le(dport)
-	return hashWords(w)
+	return w
 }
 
 // RealFor says which real a new flow of a VIP would be sent to: the ring the
@@ -123,7 +127,7 @@ func (b *Balancer) RealFor(k VIPKey, f Flow) (netip.Addr, error) {
 	if ring == nil {
 		return netip.Addr{}, fmt.Errorf("vip %s: no real is up: %w", k, ErrNotFound)
 	}
-	return byID[ring[flowHash(f, kernelFlags(vs.VIP))%vs.RingSize]], nil
+	return byID[ring[ringPos(flowHash(f, kernelFlags(vs.VIP)), vs.RingSize)]], nil
 }
 
 // ringMembers lists the reals that take new flows, and their addresses by id.
@@ -140,8 +144,23 @@ func ringMembers(vs *vipState) ([]maglev.Real, map[uint32]netip.Addr) {
 }
 
 // connSetIndex mirrors conn_set_of in bpf/balancer.c: the set of a per-CPU
-// connection table that holds a flow with this (ring) hash under VIP
-// number vipNum. TestConnTableSetLRU keeps the two in step.
-func connSetIndex(hash, vipNum, sets uint32) uint32 {
-	return uint32(uint64(hash^(vipNum*0x9e3779b9)) * uint64(sets) >> 32)
+// connection table of sets sets, keyed with key, that holds a flow (its
+// flowWords) of VIP number vipNum. NH (UMAC's hash) over the words,
+// MurmurHash3's finaliser, the high half mapped onto [0, sets). TestConnTableSetLRU and
+// TestConnTableMatchesModel keep the two in step.
+func connSetIndex(w [5]uint32, vipNum uint32, key [6]uint32, sets uint32) uint32 {
+	pair := func(x, y uint32) uint64 { return uint64(x) * uint64(y) }
+	h := pair(w[0]+key[0], w[4]+key[1]) + pair(w[1]+key[2], w[2]+key[3]) + pair(w[3]+key[4], vipNum+key[5])
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return uint32((h >> 32) * uint64(sets) >> 32)
+}
+
+// ringPos mirrors ring_pick in bpf/balancer.c: the ring slot of a flow hash,
+// by multiply-shift onto [0, size).
+func ringPos(hash uint32, size uint32) uint32 {
+	return uint32(uint64(hash) * uint64(size) >> 32)
 }

@@ -69,9 +69,10 @@ struct conn {
 /*
  * The per-CPU connection tables are set-associative caches, not hash maps:
  * an array of sets, each CONN_WAYS entries (two cache lines), the set chosen
- * by the flow hash, the entries of a set kept in most-recently-used order.
- * A lookup reads one set; an insert writes it, evicting the set's least
- * recently used entry when the set is full. See balancer.c (conn_*).
+ * by a hash of the flow keyed with a secret key (lb_config.conn_key), the
+ * entries of a set kept in most-recently-used order. A lookup reads one
+ * set; a new flow takes a free way or the least recently used one and moves
+ * to the front on its next packet. See balancer.c (conn_*).
  *
  * An entry keys a flow by its VIP's number instead of the destination
  * address, port and protocol the VIP already fixes, which fits the whole
@@ -101,6 +102,7 @@ struct lb_config {
 	__u32 flags;        /* CFG_F_* */
 	__u32 layout;       /* LAYOUT_VERSION of the program that owns the maps */
 	__u32 conn_sets;    /* sets in each per-CPU connection table */
+	__u32 conn_key[6];  /* secret key of the set index, random per data plane */
 };
 
 struct counter {
