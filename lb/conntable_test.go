@@ -185,96 +185,170 @@ func (m *connModel) packet(idx uint32, key connSlot, syn bool, pick uint32, usab
 	return id, way >= 0
 }
 
-// Random SYNs and ACKs of 48 flows through a 32-entry table while the ring
+// connKeyOf is the table key of a flow as the program is meant to build it:
+// the client address and ports the VIP's flags leave, and the VIP number.
+func connKeyOf(f Flow, flags VIPFlags, vipNum uint32) connSlot {
+	src, sport, dport := f.Src.Addr(), f.Src.Port(), f.Dst.Port()
+	switch {
+	case flags&FlagDportOnly != 0:
+		src, sport = netip.IPv6Unspecified(), dport
+	default:
+		if flags&FlagNoSrcPort != 0 {
+			sport = 0
+		}
+		if flags&flagAnyPort != 0 {
+			dport = 0
+		}
+	}
+	var words [4]uint32
+	if src.IsValid() && !src.IsUnspecified() {
+		words = addrWords(src)
+	}
+	return connSlot{Src: words, Sport: htons(sport), Dport: htons(dport), VIPNum: vipNum}
+}
+
+// Random packets of 48 flows through a 32-entry table while the ring
 // changes under them and reals go down, draining and up: after every packet
-// the real chosen and the whole table are what the model says.
+// the real chosen and the whole table are what the model says. One VIP of
+// each kind: IPv4 and IPv6 (with clients that differ only in their last
+// word), TCP and UDP, no_src_port, dport_only, and port 0 (any port).
 func TestConnTableMatchesModel(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 32})
-	realAddrs := []string{"10.0.6.1", "10.0.6.2", "10.0.6.3", "10.0.6.4"}
-	vip := smallVIP(t, b, "10.206.0.1:443/tcp", realAddrs...)
-	vs := b.vips[vip]
-	rng := rand.New(rand.NewPCG(1, 2))
-	type flow struct {
-		client netip.Addr
-		sport  uint16
-	}
-	var flows []flow
-	for i := range 48 {
-		flows = append(flows, flow{netip.AddrFrom4([4]byte{192, 168, 9, byte(1 + i%5)}), uint16(1000 + rng.IntN(60000))})
-	}
-	model := connModel{sets: map[uint32][]connSlot{}}
-	states := map[netip.Addr]RealState{}
-	remembered := 0
-	for step := range 1500 {
-		if step%100 == 99 {
-			// Change the ring: new weights, one real in another state.
-			reals := make([]Real, len(realAddrs))
-			for i, a := range realAddrs {
-				reals[i] = Real{Addr: addr(a), Weight: uint32(1 + rng.IntN(5))}
-			}
-			reals[rng.IntN(len(reals))].State = []RealState{Up, Draining, Down}[rng.IntN(3)]
-			if err := b.SetReals(vip, reals); err != nil {
+	v4client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 168, 9, byte(1 + i%5)}) }
+	v6client := func(i int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fc00:9::%x", 1+i%5)) }
+	for _, tc := range []struct {
+		name   string
+		vip    string
+		flags  VIPFlags
+		reals  []string
+		client func(i int) netip.Addr
+	}{
+		{"v4 tcp", "10.206.0.1:443/tcp", 0, []string{"10.0.6.1", "10.0.6.2", "10.0.6.3", "10.0.6.4"}, v4client},
+		{"v6 tcp", "[fc00:206::1]:443/tcp", 0, []string{"fc00:6::1", "fc00:6::2", "fc00:6::3", "fc00:6::4"}, v6client},
+		{"v4 udp", "10.206.0.2:53/udp", 0, []string{"10.0.6.1", "10.0.6.2", "10.0.6.3"}, v4client},
+		{"v6 udp", "[fc00:206::2]:53/udp", 0, []string{"fc00:6::1", "fc00:6::2", "fc00:6::3"}, v6client},
+		{"no_src_port", "10.206.0.3:80/tcp", FlagNoSrcPort, []string{"10.0.6.1", "10.0.6.2", "10.0.6.3"}, v4client},
+		{"dport_only", "10.206.0.4:80/udp", FlagDportOnly, []string{"10.0.6.1", "10.0.6.2", "10.0.6.3"}, v4client},
+		{"port 0", "10.206.0.5:0/tcp", 0, []string{"10.0.6.1", "10.0.6.2", "10.0.6.3"}, v4client},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 32})
+			k, err := ParseVIPKey(tc.vip)
+			if err != nil {
 				t.Fatal(err)
 			}
-			for _, r := range reals {
-				states[r.Addr] = r.State
+			if err := b.AddVIP(VIP{Key: k, RingSize: 1021, Flags: tc.flags}); err != nil {
+				t.Fatal(err)
 			}
-		}
-		f := flows[rng.IntN(len(flows))]
-		syn := rng.IntN(4) == 0
-		ff := Flow{Src: netip.AddrPortFrom(f.client, f.sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}
-		ringReal, err := b.RealFor(vip, ff)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx := connSetIndex(flowWords(ff, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
-		key := connSlot{Src: addrWords(f.client), Sport: htons(f.sport), Dport: htons(vip.Port), VIPNum: vs.num}
-		usable := func(id uint32) bool {
-			for a, r := range vs.reals {
-				if r.id == id {
-					return states[a] != Down
+			for _, r := range tc.reals {
+				if err := b.AddReal(k, Real{Addr: addr(r), Weight: 1}); err != nil {
+					t.Fatal(err)
 				}
 			}
-			return false
-		}
-		pick := vs.reals[ringReal].id
-		wantID, _ := model.packet(idx, key, syn, pick, usable)
-		if wantID != pick {
-			remembered++
-		}
+			vs := b.vips[k]
+			rng := rand.New(rand.NewPCG(1, 2))
+			var flows []Flow
+			for i := range 48 {
+				dport := k.Port
+				if dport == 0 {
+					dport = uint16(80 + rng.IntN(3))
+				}
+				flows = append(flows, Flow{Src: netip.AddrPortFrom(tc.client(i), uint16(1000+rng.IntN(60000))),
+					Dst: netip.AddrPortFrom(k.Addr, dport), Proto: k.Proto})
+			}
+			model := connModel{sets: map[uint32][]connSlot{}}
+			states := map[netip.Addr]RealState{}
+			remembered := 0
+			for step := range 1500 {
+				if step%100 == 99 {
+					// Change the ring: new weights, one real in another state.
+					reals := make([]Real, len(tc.reals))
+					for i, a := range tc.reals {
+						reals[i] = Real{Addr: addr(a), Weight: uint32(1 + rng.IntN(5))}
+					}
+					reals[rng.IntN(len(reals))].State = []RealState{Up, Draining, Down}[rng.IntN(3)]
+					if err := b.SetReals(k, reals); err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range reals {
+						states[r.Addr] = r.State
+					}
+				}
+				f := flows[rng.IntN(len(flows))]
+				syn := k.Proto == TCP && rng.IntN(4) == 0
+				ringReal, err := b.RealFor(k, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				idx := connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
+				usable := func(id uint32) bool {
+					for a, r := range vs.reals {
+						if r.id == id {
+							return states[a] != Down
+						}
+					}
+					return false
+				}
+				pick := vs.reals[ringReal].id
+				wantID, _ := model.packet(idx, connKeyOf(f, kernelFlags(vs.VIP), vs.num), syn, pick, usable)
+				if wantID != pick {
+					remembered++
+				}
 
-		flags := uint8(testpkt.TCPAck)
-		if syn {
-			flags = testpkt.TCPSyn
-		}
-		act, out := run(t, b.Program(), ethIn(testpkt.EtherTypeIPv4, tcp4(f.client.String(), f.sport, vip.Addr.String(), vip.Port, flags)))
-		if act != xdpTx {
-			t.Fatalf("step %d: action %d", step, act)
-		}
-		got := netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
-		if vs.reals[got].id != wantID {
-			t.Fatalf("step %d (syn %v, %s:%d): real %s (id %d), model says id %d", step, syn, f.client, f.sport, got, vs.reals[got].id, wantID)
-		}
-		for i := range b.connSets() {
-			set := readConnSet(t, b, i)
-			want := model.sets[i]
-			for w := range connWays {
-				var ws connSlot
-				if w < len(want) {
-					ws = want[w]
+				got := sendFlow(t, b, f, syn)
+				if vs.reals[got].id != wantID {
+					t.Fatalf("step %d (syn %v, %s): real %s (id %d), model says id %d", step, syn, f.Src, got, vs.reals[got].id, wantID)
 				}
-				if set.Slot[w] != ws {
-					t.Fatalf("step %d: set %d is %s, model %v", step, i, describeSet(set), want)
+				for i := range b.connSets() {
+					set := readConnSet(t, b, i)
+					want := model.sets[i]
+					for w := range connWays {
+						var ws connSlot
+						if w < len(want) {
+							ws = want[w]
+						}
+						if set.Slot[w] != ws {
+							t.Fatalf("step %d: set %d is %s, model %v", step, i, describeSet(set), want)
+						}
+					}
 				}
 			}
-		}
+			t.Logf("1500 packets: %d went to a remembered real other than the ring's choice", remembered)
+			if remembered == 0 && tc.flags&FlagDportOnly == 0 {
+				t.Fatal("no packet used a remembered real that differs from the ring: the test proves nothing")
+			}
+		})
 	}
-	t.Logf("1500 packets: %d went to a remembered real other than the ring's choice", remembered)
-	if remembered == 0 {
-		t.Fatal("no packet used a remembered real that differs from the ring: the test proves nothing")
-	}
+}
 
+// sendFlow runs one packet of f (a SYN or, for TCP, an ACK; UDP otherwise)
+// and returns the real the balancer sent it to.
+func sendFlow(t *testing.T, b *Balancer, f Flow, syn bool) netip.Addr {
+	t.Helper()
+	client, dst := f.Src.Addr().String(), f.Dst.Addr().String()
+	flags := uint8(testpkt.TCPAck)
+	if syn {
+		flags = testpkt.TCPSyn
+	}
+	var frame []byte
+	switch {
+	case f.Src.Addr().Is4() && f.Proto == TCP:
+		frame = ethIn(testpkt.EtherTypeIPv4, tcp4(client, f.Src.Port(), dst, f.Dst.Port(), flags))
+	case f.Src.Addr().Is4():
+		frame = ethIn(testpkt.EtherTypeIPv4, udp4(client, f.Src.Port(), dst, f.Dst.Port(), payload))
+	case f.Proto == TCP:
+		frame = ethIn(testpkt.EtherTypeIPv6, tcp6(client, f.Src.Port(), dst, f.Dst.Port(), flags, payload))
+	default:
+		frame = ethIn(testpkt.EtherTypeIPv6, v6(client, dst, testpkt.ProtoUDP, testpkt.UDP{SrcPort: f.Src.Port(), DstPort: f.Dst.Port()}.Datagram(addr(client), addr(dst), payload)))
+	}
+	act, out := run(t, b.Program(), frame)
+	if act != xdpTx {
+		t.Fatalf("%s -> %s: action %d", f.Src, f.Dst, act)
+	}
+	if out[12] == 0x86 {
+		return netip.AddrFrom16([16]byte(out[14+24 : 14+40]))
+	}
+	return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
 }
 
 // A flood of SYNs that send nothing more, all into one set, replaces only
@@ -322,5 +396,43 @@ func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
 	after, _ := b.Stats()
 	if hits := after.ConnHit - before.ConnHit; hits != uint64(len(established)) {
 		t.Fatalf("%d of %d established flows hit the table after %d SYNs into their set", hits, len(established), len(flood))
+	}
+}
+
+// An entry whose real id has since been given to another VIP's real is not
+// followed: the flow is placed again from its own VIP's ring and its entry
+// rewritten.
+func TestConnTableStaleIDOfAnotherVIP(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 64, MaxReals: 4}) // ids 1..3
+	a := smallVIP(t, b, "10.208.0.1:80/tcp", "10.0.8.1")
+	f := Flow{Src: netip.MustParseAddrPort("192.168.10.1:40000"), Dst: netip.AddrPortFrom(a.Addr, a.Port), Proto: TCP}
+	if got := sendFlow(t, b, f, true); got != addr("10.0.8.1") {
+		t.Fatalf("SYN went to %s", got)
+	}
+	oldID := b.vips[a].reals[addr("10.0.8.1")].id
+	if err := b.AddReal(a, Real{Addr: addr("10.0.8.2"), Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DelReal(a, addr("10.0.8.1")); err != nil {
+		t.Fatal(err)
+	}
+	other := smallVIP(t, b, "10.208.0.2:80/tcp", "10.0.8.3", "10.0.8.4")
+	if id := b.vips[other].reals[addr("10.0.8.4")].id; id != oldID {
+		t.Fatalf("the test needs id %d reused by the other VIP; 10.0.8.4 got %d", oldID, id)
+	}
+
+	before, _ := b.Stats()
+	if got := sendFlow(t, b, f, false); got != addr("10.0.8.2") {
+		t.Fatalf("flow of %s followed a stale id to %s, want its VIP's remaining real 10.0.8.2", a, got)
+	}
+	after, _ := b.Stats()
+	if after.ConnRepickDown != before.ConnRepickDown+1 || after.ConnHit != before.ConnHit {
+		t.Fatalf("re-picks %d -> %d, hits %d -> %d; want one re-pick, no hit", before.ConnRepickDown, after.ConnRepickDown, before.ConnHit, after.ConnHit)
+	}
+	vs := b.vips[a]
+	set := readConnSet(t, b, connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets()))
+	if set.Slot[0].RealID != vs.reals[addr("10.0.8.2")].id {
+		t.Fatalf("entry not rewritten: %s", describeSet(set))
 	}
 }
