@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -106,4 +107,67 @@ func TestRestartAdoptsPinnedState(t *testing.T) {
 			t.Fatalf("second RemovePins: %v", err)
 		}
 	})
+}
+
+// Across a restart, connection tables of another size are refused before
+// anything changes; a CPU that no longer forwards loses its table (it uses
+// the fallback table), the others keep theirs, and the set index keeps its
+// key.
+func TestRestartConnTables(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if err := EnsureBPFFS(); err != nil {
+		t.Fatal(err)
+	}
+	pins := filepath.Join("/sys/fs/bpf", "vipcast-test-ct-"+testutil.RunID())
+	t.Cleanup(func() { _ = RemovePins(pins) })
+	cfg := Config{PinPath: pins, GatewayMAC: gwMAC, ForwardingCPUs: []int{0, 1}, ConnTableSize: 4096, FallbackTableSize: 1024, MaxVIPs: 8, MaxReals: 64}
+	b1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := b1.connKey
+	b1.Close()
+	tables := func() map[int]uint32 {
+		got := map[int]uint32{}
+		outer, err := ebpf.LoadPinnedMap(filepath.Join(pins, "conn_tables"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer outer.Close()
+		for cpu := range 2 {
+			var m *ebpf.Map
+			if err := outer.Lookup(uint32(cpu), &m); err == nil {
+				got[cpu] = m.MaxEntries()
+				m.Close()
+			}
+		}
+		return got
+	}
+	want := map[int]uint32{0: 512, 1: 512}
+	if got := tables(); !maps.Equal(got, want) {
+		t.Fatalf("tables %v, want %v", got, want)
+	}
+
+	bigger := cfg
+	bigger.ConnTableSize = 8192
+	if _, err := New(bigger); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "has 512 sets, this configuration needs 1024") {
+		t.Fatalf("restart with another lru_size: %v", err)
+	}
+	if got := tables(); !maps.Equal(got, want) {
+		t.Fatalf("a refused restart changed the tables: %v, want %v", got, want)
+	}
+
+	fewer := cfg
+	fewer.ForwardingCPUs, fewer.ConnTableSize = []int{1}, 2048 // the same 512 sets for CPU 1
+	b2, err := New(fewer)
+	if err != nil {
+		t.Fatalf("restart on fewer cores: %v", err)
+	}
+	defer b2.Close()
+	if got, want := tables(), map[int]uint32{1: 512}; !maps.Equal(got, want) {
+		t.Fatalf("tables after the restart %v, want %v", got, want)
+	}
+	if b2.connKey != key {
+		t.Fatal("the set index key changed across the restart: adopted tables would be looked up in the wrong sets")
+	}
 }

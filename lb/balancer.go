@@ -213,22 +213,38 @@ func (b *Balancer) connSets() uint32 {
 }
 
 // createConnTables gives each forwarding CPU its own table, allocated on
-// that CPU's NUMA node when one is configured.
+// that CPU's NUMA node when one is configured. Tables an earlier run left
+// are checked first, before anything changes: the program indexes every
+// table by the set count this run writes, and the kernel accepts only
+// tables like the first one the pinned outer map was given.
 func (b *Balancer) createConnTables() error {
 	sets := b.connSets()
-	for i, cpu := range b.cfg.ForwardingCPUs {
+	have := map[int]bool{}
+	for cpu := range b.ncpu {
 		var existing *ebpf.Map
-		if err := b.objs.ConnTables.Lookup(uint32(cpu), &existing); err == nil {
-			// Adopted from an earlier run: its flows must survive, and the
-			// program indexes it by the set count this run writes.
-			n := existing.MaxEntries()
-			existing.Close()
-			if n != sets {
-				return fmt.Errorf("the pinned connection table of CPU %d has %d sets, this configuration needs %d "+
-					"(lru_size and forwarding_cores must not change across a restart; restore them, or run "+
-					"`vipcastd --cleanup` to start empty, which drops established flows): %w", cpu, n, sets, ErrInvalid)
-			}
+		if err := b.objs.ConnTables.Lookup(uint32(cpu), &existing); err != nil {
 			continue
+		}
+		n := existing.MaxEntries()
+		existing.Close()
+		if n != sets {
+			return fmt.Errorf("the pinned connection table of CPU %d has %d sets, this configuration needs %d "+
+				"(lru_size and forwarding_cores must not change across a restart; restore them, or run "+
+				"`vipcastd --cleanup` to start empty, which drops established flows): %w", cpu, n, sets, ErrInvalid)
+		}
+		have[cpu] = true
+	}
+	for cpu := range have {
+		if !slices.Contains(b.cfg.ForwardingCPUs, cpu) {
+			// No longer a forwarding core: it uses the fallback table now.
+			if err := b.objs.ConnTables.Delete(uint32(cpu)); err != nil {
+				return fmt.Errorf("remove the connection table of CPU %d, no longer a forwarding core: %w", cpu, err)
+			}
+		}
+	}
+	for i, cpu := range b.cfg.ForwardingCPUs {
+		if have[cpu] {
+			continue // adopted: its flows survive the restart
 		}
 		spec := &ebpf.MapSpec{
 			Name:       "conn_cpu",
@@ -249,7 +265,8 @@ func (b *Balancer) createConnTables() error {
 		err = b.objs.ConnTables.Put(uint32(cpu), m)
 		m.Close() // the outer map holds its own reference
 		if err != nil {
-			return fmt.Errorf("install connection table for CPU %d: %w", cpu, err)
+			return fmt.Errorf("install connection table for CPU %d (if numa_nodes changed across a restart, "+
+				"restore it or run `vipcastd --cleanup`): %w", cpu, err)
 		}
 	}
 	return nil
