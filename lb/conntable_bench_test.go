@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -11,9 +12,10 @@ import (
 // (connModel, kept equal to the kernel's by TestConnTableMatchesModel) with
 // the kernel's set index, how often a packet of an established flow misses
 // the table because its set overflowed, by how full the table is with live
-// flows. Packets pick their flow uniformly at random. A miss costs a lookup
-// in the ring: it moves the flow only if the ring changed since the flow
-// began. (The kernel's LRU hash, used before, misses nothing below full.)
+// flows (packets pick their flow uniformly at random), and how many flows
+// that fall silent meanwhile the table forgets (%idle-lost). A miss costs a
+// lookup in the ring: it moves the flow only if the ring changed since the
+// flow began.
 func BenchmarkConnTableRetention(b *testing.B) {
 	const slots = 1 << 16
 	sets := uint32(slots / connWays)
@@ -24,7 +26,7 @@ func BenchmarkConnTableRetention(b *testing.B) {
 	}
 	for _, load := range []float64{0.10, 0.25, 0.50, 0.75, 1.00} {
 		b.Run(fmt.Sprintf("load-%.2f", load), func(b *testing.B) {
-			var missRate float64
+			var missRate, idleLost float64
 			for range b.N {
 				rng := rand.New(rand.NewPCG(7, uint64(load*100)))
 				n := int(load * slots)
@@ -49,8 +51,31 @@ func BenchmarkConnTableRetention(b *testing.B) {
 					}
 				}
 				missRate = float64(misses) / float64(packets)
+
+				// Idle flows: the first tenth of the flows (held at this
+				// point) fall silent while the others send as many packets
+				// again; how many of them does the table still hold?
+				idle := n / 10
+				var held []int
+				for f := range idle {
+					if slices.ContainsFunc(m.sets[idx[f]], func(s connSlot) bool { s.RealID = 0; return s == keys[f] }) {
+						held = append(held, f)
+					}
+				}
+				for range packets {
+					f := idle + rng.IntN(n-idle)
+					m.packet(idx[f], keys[f], false, 1, always)
+				}
+				lost := 0
+				for _, f := range held {
+					if !slices.ContainsFunc(m.sets[idx[f]], func(s connSlot) bool { s.RealID = 0; return s == keys[f] }) {
+						lost++
+					}
+				}
+				idleLost = float64(lost) / float64(max(len(held), 1))
 			}
 			b.ReportMetric(100*missRate, "%miss")
+			b.ReportMetric(100*idleLost, "%idle-lost")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
