@@ -388,22 +388,24 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		return NULL;
 
 	if (set) {
-		/* A flow the set holds (a SYN reusing a 5-tuple, a real gone
-		 * down) is replaced and moved to the front. A new flow enters at
-		 * the back: a free way, else over the least recently used one,
-		 * and reaches the front with its next packet. So a burst of new
-		 * flows that send nothing more, a SYN flood, churns only the last
-		 * way of each set, and flows that have seen a second packet keep
-		 * the others (insertion at the LRU position: Qureshi et al.,
-		 * "Adaptive insertion policies for high performance caching",
-		 * ISCA 2007). */
+		/* A new flow enters at the back: a free way, else over the least
+		 * recently used one, and reaches the front with its next packet
+		 * that is not a SYN. A flow the set holds is replaced where it is
+		 * when this is a SYN (a 5-tuple reused, or a SYN sent again), and
+		 * moved to the front otherwise (its real went down). So a flood of
+		 * SYNs, resent or not, churns only the last way of each set, and
+		 * flows that have seen a packet beyond their SYN keep the others
+		 * (insertion at the LRU position: Qureshi et al., "Adaptive
+		 * insertion policies for high performance caching", ISCA 2007). */
 		struct conn_slot s;
 
 		__builtin_memcpy(&s, &ck, sizeof(ck));
 		s.real_id = id;
 		s.pad = 0;
-		if (way < CONN_WAYS)
+		if (way < CONN_WAYS && !syn)
 			conn_put_front(set, way, &s);
+		else if (way < CONN_WAYS)
+			set->slot[way] = s; /* a SYN earns no promotion, resent or not */
 		else if (ins < CONN_WAYS)
 			set->slot[ins] = s;
 	} else if (use_fallback && !(vip->flags & VIP_F_LRU_BYPASS)) {

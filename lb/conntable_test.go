@@ -115,7 +115,7 @@ func TestConnTableSetLRU(t *testing.T) {
 	ack(C)
 	check("C back (a miss): over F", B, D, A, C)
 	syn(A)
-	check("A's 5-tuple reused: replaced, to the front", A, B, D, C)
+	check("A's 5-tuple reused by a SYN: replaced where it is", B, D, A, C)
 	after, _ := b.Stats()
 	if hits, misses := after.ConnHit-before.ConnHit, after.ConnMissTcpOther-before.ConnMissTcpOther; hits != 2 || misses != 1 {
 		t.Fatalf("hits %d, non-SYN misses %d; want 2 and 1", hits, misses)
@@ -155,8 +155,9 @@ func describeSet(s connSet) string {
 
 // connModel is a per-CPU connection table as the program is meant to keep
 // it: sets of up to connWays flows, most recently used first; a packet of a
-// flow the set holds moves it to the front, a new flow goes in at the back
-// (over the last, least recently used, flow when the set is full).
+// flow the set holds moves it to the front unless it is a SYN (then the
+// entry is replaced where it is), a new flow goes in at the back (over the
+// last, least recently used, flow when the set is full).
 type connModel struct {
 	sets map[uint32][]connSlot
 }
@@ -174,6 +175,8 @@ func (m *connModel) packet(idx uint32, key connSlot, syn bool, pick uint32, usab
 	}
 	key.RealID = id
 	switch {
+	case way >= 0 && syn: // held, a SYN: replaced where it is
+		set[way] = key
 	case way >= 0: // held: to the front
 		set = slices.Insert(slices.Delete(set, way, way+1), 0, key)
 	case len(set) < connWays: // new, room left: at the back
@@ -351,9 +354,9 @@ func sendFlow(t *testing.T, b *Balancer, f Flow, syn bool) netip.Addr {
 	return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
 }
 
-// A flood of SYNs that send nothing more, all into one set, replaces only
-// the set's last way: the flows that had seen a second packet stay, and
-// keep their reals when the ring changes.
+// A flood of SYNs that send nothing more (each sent twice), all into one
+// set, replaces only the set's last way: the flows that had seen a second
+// packet stay, and keep their reals when the ring changes.
 func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 64})
@@ -376,7 +379,10 @@ func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
 		placed[p] = packet(p, testpkt.TCPSyn)
 		packet(p, testpkt.TCPAck)
 	}
+	// Every flood SYN comes twice, as a real stack resends an unanswered
+	// SYN; back to back, so the second finds the first's entry.
 	for _, p := range flood {
+		packet(p, testpkt.TCPSyn)
 		packet(p, testpkt.TCPSyn)
 	}
 	// A new ring: a flow the table forgot would now likely go elsewhere.

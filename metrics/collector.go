@@ -91,7 +91,7 @@ func newSpecs() (specs, []*spec) {
 		lookups: def("conn_table_lookups_total", counter,
 			"Connection-table lookups of VIP packets, by outcome: hit (per-CPU table), fallback_hit (shared table), "+
 				"repick_down (entry names a real that is down or gone; re-placed by the ring), "+
-				"miss_tcp_syn (a new connection, placed by the ring without a lookup), "+
+				"miss_tcp_syn (a new connection, placed by the ring whatever the table holds), "+
 				"miss_tcp_other (established flow without an entry), miss_udp. "+
 				"The outcomes exclude each other; VIPs with lru_bypass do no lookups.",
 			"result"),

@@ -1,6 +1,6 @@
 // Package maglev builds the Maglev consistent-hashing lookup table of one
 // VIP: a ring of size slots, each holding the ID of a real, which the data
-// plane indexes with flowhash % size.
+// plane indexes with (flowhash × size) >> 32.
 //
 // The construction follows section 3.4 of D. E. Eisenbud et al., "Maglev: A
 // Fast and Reliable Software Network Load Balancer", NSDI 2016: every real
