@@ -159,6 +159,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("before: goroutines %d, open files %d, RSS %.1f MiB, heap in use %.1f MiB; maps: %s",
 		before.Goroutines, before.FDs, mib(before.RSS), mib(before.HeapInuse), before.Maps)
 	udpBufBefore, _ := l.UDPBufferErrors()
+	statsBefore := globalStats(t, x)
 	ingressBefore, _ := x.IngressDrops()
 	load0 := loadAvg()
 
@@ -201,6 +202,7 @@ func TestSoak(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	udpBufAfter, _ := l.UDPBufferErrors()
+	statsAfter := globalStats(t, x)
 	ingressAfter, _ := x.IngressDrops()
 	load1 := loadAvg()
 
@@ -237,6 +239,7 @@ func TestSoak(t *testing.T) {
 		dur: elapsed, seed: seed, sum: sum, ops: ch.ops, viaCLI: ch.viaCLI, flaps: fl.counts,
 		before: before, peak: peak, after: after, samples: len(samples), reloadChanges: len(changes),
 		labLoss: labLoss, panics: panics, logLevels: logMessages(logText), load0: load0, load1: load1,
+		dataplane: statsDelta(statsBefore, statsAfter),
 	}
 	text := rep.markdown()
 	t.Logf("report:\n%s", text)
@@ -246,6 +249,9 @@ func TestSoak(t *testing.T) {
 		}
 	}
 
+	if n := statsAfter.GetXdpAborted() - statsBefore.GetXdpAborted(); n > 0 {
+		t.Errorf("the XDP program aborted %d times", n)
+	}
 	if panics > 0 {
 		t.Errorf("vipcastd's log shows %d panic or fatal error lines", panics)
 	}
@@ -378,6 +384,32 @@ func countPanics(log string) int {
 	return n
 }
 
+func globalStats(t *testing.T, x *lab.LB) *api.GlobalStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := x.API().GetStats(ctx, &api.GetStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.GetGlobal()
+}
+
+// statsDelta is the non-zero differences between two readings of the
+// data plane's global counters, by counter name.
+func statsDelta(a, b *api.GlobalStats) map[string]int64 {
+	out := map[string]int64{}
+	av, bv := a.ProtoReflect(), b.ProtoReflect()
+	fields := bv.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if d := int64(bv.Get(f).Uint() - av.Get(f).Uint()); d != 0 {
+			out[string(f.Name())] = d
+		}
+	}
+	return out
+}
+
 // logMessages counts vipcastd's WARN and ERROR log lines by level and
 // message.
 func logMessages(log string) map[string]int64 {
@@ -463,6 +495,7 @@ type report struct {
 	labLoss             int64
 	panics              int
 	logLevels           map[string]int64
+	dataplane           map[string]int64
 	load0, load1        string
 }
 
@@ -505,6 +538,7 @@ func (r report) markdown() string {
 	p("| heap in use (MiB) | %.1f | %.1f | %.1f |", mib(r.before.HeapInuse), mib(r.peak.HeapInuse), mib(r.after.HeapInuse))
 	p("")
 	p("BPF maps before: %s; after: %s (peak from %d samples, one every 15 s).", r.before.Maps, r.after.Maps, r.samples)
+	p("Data-plane counters over the soak (non-zero): %s.", orNone(Counts(r.dataplane)))
 	p("vipcastd's log: %d panic or fatal lines; warnings and errors by message: %s.", r.panics, orNone(Counts(r.logLevels)))
 	return b.String()
 }
