@@ -104,7 +104,7 @@ func Signature(err error) string {
 
 // Classify decides whether the churn explains a failure, and how. grace
 // is how long after an event its effects may still show up: health checks
-// noticing a dead real (fall 2 × 200 ms), a reset in flight, a busy host.
+// noticing a dead real (fall × interval), a reset in flight, a busy host.
 //
 // The rules:
 //   - A timeout, an unreachable VIP or any other kind of error is never

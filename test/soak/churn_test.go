@@ -33,9 +33,9 @@ const (
 	// or a 2 s keep-alive), plus margin for a busy host.
 	drainHold = 6 * time.Second
 	// settled is how long after being added (or set up again) a real
-	// counts towards a VIP's minimum: two passing checks 200 ms apart
-	// put it in the ring, with margin.
-	settled = 1500 * time.Millisecond
+	// counts towards a VIP's minimum: two passing checks 500 ms apart
+	// (soakCheck) put it in the ring, with margin.
+	settled = 2500 * time.Millisecond
 	// abruptShare is the share of removals done without draining.
 	abruptShare = 0.07
 	// minHosts: every VIP keeps settled, up reals on at least this many

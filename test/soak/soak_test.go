@@ -30,16 +30,16 @@ const (
 	// lab, warm-up, settling, teardown. The test deadline must leave it.
 	overhead = 4 * time.Minute
 	// grace: how long after an event its cost may still show (health
-	// checks noticing a dead real take fall 2 × 200 ms; a busy host adds
-	// to that). See Classify.
-	grace = 2 * time.Second
+	// checks noticing a dead real take up to fall × interval, 1.5 s; a
+	// busy host adds to that). See Classify.
+	grace = 3 * time.Second
 	// Flaps: one every flapEvery, hosts in turn, alternating a 1 s stop
-	// with a 1.5 s pause.
-	flapEvery, flapDown, flapPause = 8 * time.Second, time.Second, 1500 * time.Millisecond
+	// with a 3 s pause (long enough for checks to time out fall times).
+	flapEvery, flapDown, flapPause = 8 * time.Second, time.Second, 3 * time.Second
 	// After the soak, with the configuration back to where it started and
 	// no traffic, vipcastd may hold at most this many more goroutines and
 	// open files than before: health checks in flight (a goroutine and a
-	// socket each, 18 checked reals every 200 ms) and the scrape itself
+	// socket each, 18 checked reals every 500 ms) and the scrape itself
 	// come and go. A leak per operation or per connection would show as
 	// hundreds or thousands over a soak.
 	maxGoroutineGrowth = 10
@@ -63,6 +63,17 @@ const (
 	// purpose: other test suites share the 2 cores.
 	minChurnShare = 0.5
 )
+
+// soakCheck is the soak's health check: the lab's (HTTP GET /health; the
+// UDP VIPs keep their echo check and inherit the timing), with timing that
+// a shared 2-core host cannot trip. The lab's 150 ms timeout did: in a
+// 10-minute run the host stalled long enough for two checks in a row to
+// time out on every real at once, so a VIP lost all its reals and its
+// route, and clients saw "network is unreachable". A stopped server is
+// still found at once (connection refused), a paused one within
+// fall × interval.
+var soakCheck = lab.Check{Type: "http", Path: "/health", Interval: 500 * time.Millisecond,
+	Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
 
 func soakDuration(t *testing.T) time.Duration {
 	s := os.Getenv("SOAK_DURATION")
@@ -107,6 +118,7 @@ func TestSoak(t *testing.T) {
 	pools := addPoolAddresses(t, l)
 	cfg := lab.DefaultConfig()
 	cfg.Metrics = metricsAddr.String()
+	cfg.Health = soakCheck
 	if err := x.WriteConfig(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -178,8 +178,9 @@ func (tr *traffic) udp(ctx context.Context, tg target, every, life time.Duration
 }
 
 // udpLinger is how long a socket keeps reading after its last datagram:
-// longer than a paused server stays paused, so its late echoes count.
-const udpLinger = 3 * time.Second
+// longer than a paused server stays paused (flapPause), so its late
+// echoes count.
+const udpLinger = 5 * time.Second
 
 func (tr *traffic) udpSocket(ctx context.Context, tg target, every, life time.Duration) {
 	start := time.Now()
