@@ -179,7 +179,7 @@ type Ledger struct {
 	ok       map[string]int64
 	bytes    map[string]int64
 	byVIP    map[string]int64 // successes by VIP
-	byReal   map[string]int64 // successes by host
+	byReal   map[string]int64 // successes by traffic kind and host
 	failures []Failure
 	dropped  int64 // failures beyond maxFailures
 	notes    map[string]int64
@@ -201,7 +201,7 @@ func (l *Ledger) OK(traffic, vip, real string, bytes int) {
 	l.ok[traffic]++
 	l.bytes[traffic] += int64(bytes)
 	l.byVIP[vip]++
-	l.byReal[real]++
+	l.byReal[traffic+" "+real]++
 }
 
 // Fail records a failed attempt.

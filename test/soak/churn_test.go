@@ -387,14 +387,18 @@ type flapper struct {
 	errs   []string
 }
 
-func (f *flapper) run(ctx context.Context, every, down, pause time.Duration) {
+// The interval varies by ±25% (seeded), so the flaps do not fall into step
+// with any client's own period.
+func (f *flapper) run(ctx context.Context, every, down, pause time.Duration, seed uint64) {
 	f.counts = map[EventKind]int64{}
+	rng := rand.New(rand.NewPCG(seed, 0xf1a9))
 	limit := int(24*time.Hour/every) + 1
 	for i := 0; i < limit; i++ {
+		wait := every*3/4 + time.Duration(rng.Int64N(int64(every/2)))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-time.After(wait):
 		}
 		r := f.l.Reals[i%len(f.l.Reals)]
 		start := time.Now()

@@ -141,7 +141,7 @@ func TestSoak(t *testing.T) {
 	}
 	tg := func(a netip.Addr) target { return targets[a.String()] }
 	run := func(ctx context.Context, ledger *Ledger) *traffic {
-		tr := &traffic{l: l, ledger: ledger}
+		tr := &traffic{l: l, ledger: ledger, seed: seed}
 		tr.start(ctx, tg(lab.VIP4), tg(lab.VIP6), tg(lab.VIP4in6), tg(lab.VIP4Other), tg(lab.VIP4UDP), tg(lab.VIP6UDP))
 		return tr
 	}
@@ -186,7 +186,7 @@ func TestSoak(t *testing.T) {
 	fl := &flapper{l: l, events: events}
 	churnDone, flapDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(churnDone); ch.run(ctx, 10*time.Second) }()
-	go func() { defer close(flapDone); fl.run(ctx, flapEvery, flapDown, flapPause) }()
+	go func() { defer close(flapDone); fl.run(ctx, flapEvery, flapDown, flapPause, seed) }()
 	peak := before
 	var samples []sample
 	for ctx.Err() == nil {
@@ -525,7 +525,7 @@ func (r report) markdown() string {
 	}
 	p("| **total** | %d | %d | %d | %d | %d |", Total(s.Attempts), Total(s.OK), s.Failed(""), s.Expected(""), Total(s.Bytes))
 	p("")
-	p("Served by VIP: %s. By real: %s.", Counts(s.ByVIP), Counts(s.ByReal))
+	p("Served by VIP: %s. By traffic and real: %s.", Counts(s.ByVIP), Counts(s.ByReal))
 	if len(s.Notes) > 0 {
 		p("Other client observations: %s.", Counts(s.Notes))
 	}

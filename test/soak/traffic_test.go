@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -35,6 +36,7 @@ type target struct {
 type traffic struct {
 	l      *lab.Lab
 	ledger *Ledger
+	seed   uint64
 	wg     sync.WaitGroup
 }
 
@@ -56,9 +58,10 @@ func (tr *traffic) start(ctx context.Context, http4, http6, http4in6, httpOther,
 		tr.wg.Go(func() { tr.streams(ctx, tg, 512<<10, 3*time.Second) })
 	}
 	// UDP echo: 50 datagrams per second, a new socket (a new flow)
-	// every 5 s.
-	for _, tg := range []target{udp4, udp6} {
-		tr.wg.Go(func() { tr.udp(ctx, tg, 20*time.Millisecond, 5*time.Second) })
+	// every 2.5 to 7.5 s.
+	for i, tg := range []target{udp4, udp6} {
+		rng := rand.New(rand.NewPCG(tr.seed, uint64(i)))
+		tr.wg.Go(func() { tr.udp(ctx, tg, 20*time.Millisecond, 5*time.Second, rng) })
 	}
 }
 
@@ -171,9 +174,20 @@ func (tr *traffic) streams(ctx context.Context, tg target, bytes int, d time.Dur
 // udp sends numbered datagrams on one connected socket for `life`, then
 // reads echoes a while longer and counts every datagram without echo as a
 // failure at its send time; then it starts again on a new socket.
-func (tr *traffic) udp(ctx context.Context, tg target, every, life time.Duration) {
+//
+// Sending is continuous: a socket lingers for its late echoes in the
+// background while the next one sends. (A generator that paused while
+// lingering fell into step with the flapper's period in one run, and the
+// stops never met a sending socket.) Socket lives vary from life/2 to
+// 3·life/2 for the same reason.
+func (tr *traffic) udp(ctx context.Context, tg target, every, life time.Duration, rng *rand.Rand) {
+	var lingering sync.WaitGroup
+	defer lingering.Wait()
 	for i := 0; i < maxIterations && ctx.Err() == nil; i++ {
-		tr.udpSocket(ctx, tg, every, life)
+		d := life/2 + time.Duration(rng.Int64N(int64(life)))
+		if finish := tr.udpSocket(ctx, tg, every, d); finish != nil {
+			lingering.Go(finish)
+		}
 	}
 }
 
@@ -182,15 +196,17 @@ func (tr *traffic) udp(ctx context.Context, tg target, every, life time.Duration
 // echoes count.
 const udpLinger = 5 * time.Second
 
-func (tr *traffic) udpSocket(ctx context.Context, tg target, every, life time.Duration) {
+// udpSocket sends on a new socket for `life` and returns what remains to
+// do: wait for late echoes, close, and account (nil if it could not open
+// the socket).
+func (tr *traffic) udpSocket(ctx context.Context, tg target, every, life time.Duration) (finish func()) {
 	start := time.Now()
 	conn, err := lab.Dial(tr.l.Client, "udp", tg.addr, lab.DialOptions{})
 	if err != nil {
 		tr.fail(TrafficUDP, tg, "", start, err)
 		sleepCtx(ctx, every)
-		return
+		return nil
 	}
-	defer conn.Close()
 	if uc, ok := conn.(*net.UDPConn); ok {
 		_ = uc.SetReadBuffer(1 << 20)
 	}
@@ -249,15 +265,18 @@ func (tr *traffic) udpSocket(ctx context.Context, tg target, every, life time.Du
 		}
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(udpLinger))
-	<-readDone
-	mu.Lock()
-	defer mu.Unlock()
-	for seq, at := range sentAt {
-		if real, ok := answered[seq]; ok {
-			tr.ledger.OK(TrafficUDP, tg.key, real, 0)
-			continue
+	return func() {
+		defer conn.Close()
+		<-readDone
+		mu.Lock()
+		defer mu.Unlock()
+		for seq, at := range sentAt {
+			if real, ok := answered[seq]; ok {
+				tr.ledger.OK(TrafficUDP, tg.key, real, 0)
+				continue
+			}
+			tr.ledger.Fail(Failure{Traffic: TrafficUDP, VIP: tg.key, Start: at, End: at, Err: "no echo"})
 		}
-		tr.ledger.Fail(Failure{Traffic: TrafficUDP, VIP: tg.key, Start: at, End: at, Err: "no echo"})
 	}
 }
 
