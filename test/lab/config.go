@@ -99,7 +99,10 @@ type DaemonConfig struct {
 	Shared *SharedMode
 	// Health is the [health] table; zero means LabCheck.
 	Health Check
-	VIPs   []VIPCfg
+	// Metrics is [metrics] listen, inside the LB's namespace ("" = off,
+	// the default: scenarios that do not read it need no listener).
+	Metrics string
+	VIPs    []VIPCfg
 }
 
 // SharedMode is mode = "shared".
@@ -164,7 +167,7 @@ func (c DaemonConfig) render(lb *LB) string {
 	p("socket_group = \"\"")
 	p("")
 	p("[metrics]")
-	p("listen = \"\"")
+	p("listen = %q", c.Metrics)
 	p("")
 	p("[health]")
 	h := c.Health

@@ -101,6 +101,25 @@ func (r *Real) StopServer() {
 	killAll(r.NS, syscall.SIGKILL, time.Second)
 }
 
+// PauseServer stops the real's servers with SIGSTOP: the kernel still
+// accepts connections and queues data, but nothing answers, so health
+// checks time out while established connections only stall. ResumeServer
+// undoes it. Only for servers this lab started.
+func (r *Real) PauseServer() error {
+	if r.server == nil {
+		return fmt.Errorf("%s: no server started by this lab", r.Name)
+	}
+	return r.server.Signal(syscall.SIGSTOP)
+}
+
+// ResumeServer continues servers stopped by PauseServer.
+func (r *Real) ResumeServer() error {
+	if r.server == nil {
+		return fmt.Errorf("%s: no server started by this lab", r.Name)
+	}
+	return r.server.Signal(syscall.SIGCONT)
+}
+
 // ServerRunning reports whether the real's servers run.
 func (r *Real) ServerRunning() bool { return r.server != nil && r.server.Running() }
 
