@@ -53,9 +53,19 @@ func pinLBReceive(ns *NS, ifname string) error {
 		}
 		req := nl.NewNetlinkRequest(int(fam.ID), unix.NLM_F_DUMP)
 		req.AddData(&nl.Genlmsg{Command: netdevCmdNapiGet, Version: 1})
-		msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
+		// The dump now and then fails with EINVAL while the veth's NAPI
+		// is being set up (seen once in a soak's lab): ask again, a few
+		// times, before giving up.
+		var msgs [][]byte
+		for attempt := 1; ; attempt++ {
+			msgs, err = req.Execute(unix.NETLINK_GENERIC, 0)
+			if err == nil || attempt == 5 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		if err != nil {
-			return fmt.Errorf("netdev napi-get: %w", err)
+			return fmt.Errorf("netdev napi-get (5 attempts): %w", err)
 		}
 		for _, m := range msgs {
 			attrs, err := nl.ParseRouteAttr(m[nl.SizeofGenlmsg:])
