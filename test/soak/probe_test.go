@@ -25,7 +25,7 @@ import (
 // What the soak measures of vipcastd: goroutines and heap from its own
 // metrics (client_golang's Go collector on the metrics listener), open
 // files and RSS from /proc, and the entries of its BPF maps from the pins.
-// The connection tables are left out: they are LRU maps, bounded by
+// The connection tables are left out: fixed-size arrays, bounded by
 // construction.
 
 // metricsAddr is vipcastd's metrics listener inside the LB's namespace.
