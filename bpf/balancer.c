@@ -333,7 +333,9 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 
 		if (table)
 			set = conn_set_of(table, &key, vip->vip_num, cfg);
-		else
+		/* No table for this CPU, or (never, while lb checks table sizes)
+		 * a set count larger than the table: the shared table serves. */
+		if (!set)
 			use_fallback = 1;
 	}
 	/* A SYN is placed from the ring whatever the table holds; the set is

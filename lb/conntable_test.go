@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"vipcast/bpf"
 	"vipcast/internal/testpkt"
 	"vipcast/internal/testutil"
 )
@@ -441,4 +442,39 @@ func TestConnTableStaleIDOfAnotherVIP(t *testing.T) {
 	if set.Slot[0].RealID != vs.reals[addr("10.0.8.2")].id {
 		t.Fatalf("entry not rewritten: %s", describeSet(set))
 	}
+}
+
+// Should the configured set count ever exceed a table (lb refuses such
+// tables at start), flows whose set is past the end use the shared
+// fallback table instead of going untracked.
+func TestConnTableSetPastTheEndUsesFallback(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	b := newTestBalancer(t, Config{ForwardingCPUs: []int{0}, ConnTableSize: 64})
+	vip := smallVIP(t, b, "10.209.0.1:80/tcp", "10.0.9.1", "10.0.9.2")
+	var cfg bpf.BalancerLbConfig
+	if err := b.objs.Config.Lookup(uint32(0), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnSets *= 2
+	if err := b.objs.Config.Put(uint32(0), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	vs := b.vips[vip]
+	for sport := uint16(20000); sport < 21000; sport++ {
+		f := Flow{Src: netip.AddrPortFrom(addr("192.168.11.1"), sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}
+		if connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, cfg.ConnSets) < b.connSets() {
+			continue
+		}
+		first := sendFlow(t, b, f, true)
+		before, _ := b.Stats()
+		if got := sendFlow(t, b, f, false); got != first {
+			t.Fatalf("second packet went to %s, first to %s", got, first)
+		}
+		after, _ := b.Stats()
+		if after.FallbackHit != before.FallbackHit+1 {
+			t.Fatalf("fallback hits %d -> %d, want one more", before.FallbackHit, after.FallbackHit)
+		}
+		return
+	}
+	t.Fatal("no flow maps past the table's end")
 }
