@@ -80,7 +80,7 @@ struct {
  * shared fallback table. A table is an array of conn_set (vipcast.h), sized
  * by package lb, which sets this template's max_entries to match. Mmapable
  * only for its layout: the kernel then starts the values on a page boundary,
- * so no set straddles more cache lines than it must. */
+ * so every 64-byte set is one cache line. */
 struct conn_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1000);
@@ -199,69 +199,65 @@ static __always_inline __u32 flow_hash(const struct flow_key *f, int is_v6)
 	return hash_words(f->src[0], 0, 0, 0, ports);
 }
 
-/* The set a flow belongs in. Unlike the ring's hash, which every host must
- * share, the set index is keyed with a secret random key, so that nobody can
- * work out offline which flows share a victim's set and push it out with
- * four packets (the kernel's own hash maps seed their hash for the same
- * reason). The hash is NH, the universal hash of UMAC (Black, Halevi,
- * Krawczyk, Krovetz, Rogaway, CRYPTO 1999): words plus key words, multiplied
- * in pairs, summed; three multiplications where a second lookup3 would cost
- * a miss several times that. The VIP number is one of the words: the same
- * client and ports towards two VIPs are two flows. The mixed sum's high half
- * is mapped onto [0, sets) by multiplication instead of a division (Lemire,
- * "A fast alternative to the modulo reduction", 2016). */
-static __always_inline struct conn_set *conn_set_of(void *table, const struct flow_key *f,
-						    __u32 vip_num, const struct lb_config *cfg)
+/* NH, the universal hash of UMAC (Black, Halevi, Krawczyk, Krovetz,
+ * Rogaway, CRYPTO 1999), over a flow's words and its VIP number under six
+ * key words: words plus key words, multiplied in pairs, summed. Three
+ * multiplications, where a keyed lookup3 would cost a new flow several
+ * times that. Then MurmurHash3's 64-bit finaliser (Appleby, public domain):
+ * a product's high bits are not uniform (small values are likelier), and a
+ * bijection spreads them without adding collisions. */
+static __always_inline __u64 nh_mix(const struct flow_key *f, __u32 ports, __u32 vip_num, const __u32 *k)
 {
-	__u32 ports = ((__u32)f->sport << 16) | f->dport;
-	__u64 h = (__u64)(__u32)(f->src[0] + cfg->conn_key[0]) * (__u32)(ports + cfg->conn_key[1]) +
-		  (__u64)(__u32)(f->src[1] + cfg->conn_key[2]) * (__u32)(f->src[2] + cfg->conn_key[3]) +
-		  (__u64)(__u32)(f->src[3] + cfg->conn_key[4]) * (__u32)(vip_num + cfg->conn_key[5]);
-	/* A product's high bits are not uniform (small values are likelier):
-	 * MurmurHash3's 64-bit finaliser (Appleby, public domain), a bijection,
-	 * spreads them without adding collisions. */
+	__u64 h = (__u64)(__u32)(f->src[0] + k[0]) * (__u32)(ports + k[1]) +
+		  (__u64)(__u32)(f->src[1] + k[2]) * (__u32)(f->src[2] + k[3]) +
+		  (__u64)(__u32)(f->src[3] + k[4]) * (__u32)(vip_num + k[5]);
+
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 33;
-	__u32 idx = ((h >> 32) * cfg->conn_sets) >> 32;
-
-	return bpf_map_lookup_elem(table, &idx);
+	return h;
 }
 
-/* The 24-byte key of a conn_slot as three words, built once per packet. */
-struct conn_key {
-	__u64 w[3];
-};
-
-static __always_inline void conn_key_of(struct conn_key *k, const struct flow_key *f, __u32 vip_num)
+/* Where a flow lives in a CPU's table: its set, and in *key the entry it is
+ * known by (real_id 0). Unlike the ring's hash, which every host must
+ * share, the set index is keyed with a secret random key, so that nobody can
+ * work out offline which flows share a victim's set and push it out with
+ * four packets (the kernel's own hash maps seed their hash for the same
+ * reason). The VIP number is hashed too: the same client and ports towards
+ * two VIPs are two flows. The high half of the hash is mapped onto
+ * [0, sets) by multiplication instead of a division (Lemire, "A fast
+ * alternative to the modulo reduction", 2016). */
+static __always_inline struct conn_set *conn_place(void *table, const struct flow_key *f, int is_v6,
+						   __u32 vip_num, const struct lb_config *cfg,
+						   struct conn_slot *key)
 {
-	struct conn_slot s = {
-		.src = { f->src[0], f->src[1], f->src[2], f->src[3] },
-		.sport = f->sport,
-		.dport = f->dport,
-		.vip_num = vip_num,
-	};
+	__u32 ports = ((__u32)f->sport << 16) | f->dport;
+	__u64 h = nh_mix(f, ports, vip_num, &cfg->conn_key[0]);
+	__u32 idx = ((h >> 32) * cfg->conn_sets) >> 32;
 
-	__builtin_memcpy(k, &s, sizeof(*k));
+	key->flow = is_v6 ? nh_mix(f, ports, vip_num, &cfg->conn_key[6]) : ((__u64)f->src[0] << 32) | ports;
+	key->vip_num = vip_num;
+	key->real_id = 0;
+	return bpf_map_lookup_elem(table, &idx);
 }
 
 /* Returns the way holding the flow, or CONN_WAYS. *ins is where a flow the
  * set does not hold goes: the first free way, else the last (the least
  * recently used). Entries are never deleted, so free ways are a suffix. */
-static __always_inline __u32 conn_find(const struct conn_set *set, const struct conn_key *k, __u32 *ins)
+static __always_inline __u32 conn_find(const struct conn_set *set, const struct conn_slot *k, __u32 *ins)
 {
 	*ins = CONN_WAYS - 1;
 #pragma unroll
 	for (__u32 i = 0; i < CONN_WAYS; i++) {
-		const __u64 *w = (const void *)&set->slot[i];
+		const struct conn_slot *s = &set->slot[i];
 
-		if (!set->slot[i].real_id) {
+		if (!s->real_id) {
 			*ins = i;
 			return CONN_WAYS;
 		}
-		if (w[0] == k->w[0] && w[1] == k->w[1] && w[2] == k->w[2])
+		if (s->flow == k->flow && s->vip_num == k->vip_num)
 			return i;
 	}
 	return CONN_WAYS;
@@ -307,7 +303,7 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 	struct flow_key key = p->flow;
 	struct conn_set *set = NULL;
 	struct real_def *real = NULL;
-	struct conn_key ck = {};
+	struct conn_slot ck = {};
 	struct conn *c = NULL;
 	__u32 way = CONN_WAYS, ins = CONN_WAYS - 1;
 	__u32 id = 0;
@@ -332,7 +328,7 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		void *table = bpf_map_lookup_elem(&conn_tables, &cpu);
 
 		if (table)
-			set = conn_set_of(table, &key, vip->vip_num, cfg);
+			set = conn_place(table, &key, p->is_v6, vip->vip_num, cfg, &ck);
 		/* No table for this CPU, or (never, while lb checks table sizes)
 		 * a set count larger than the table: the shared table serves. */
 		if (!set)
@@ -347,7 +343,6 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		__u32 hit = 0;
 
 		if (set) {
-			conn_key_of(&ck, &key, vip->vip_num);
 			way = conn_find(set, &ck, &ins);
 			if (way < CONN_WAYS && !syn)
 				hit = set->slot[way].real_id;
@@ -399,11 +394,9 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 		 * flows that have seen a packet beyond their SYN keep the others
 		 * (insertion at the LRU position: Qureshi et al., "Adaptive
 		 * insertion policies for high performance caching", ISCA 2007). */
-		struct conn_slot s;
+		struct conn_slot s = ck;
 
-		__builtin_memcpy(&s, &ck, sizeof(ck));
 		s.real_id = id;
-		s.pad = 0;
 		if (way < CONN_WAYS && !syn)
 			conn_put_front(set, way, &s);
 		else if (way < CONN_WAYS)

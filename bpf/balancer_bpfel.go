@@ -45,7 +45,7 @@ type BalancerLbConfig struct {
 	Flags     uint32
 	Layout    uint32
 	ConnSets  uint32
-	ConnKey   [6]uint32
+	ConnKey   [12]uint32
 }
 
 type BalancerLbStats struct {

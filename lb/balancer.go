@@ -39,8 +39,8 @@ type Balancer struct {
 	realIDs   *idPool
 	ncpu      int
 	gatewayOK bool
-	adopted   bool      // state came from pinned maps
-	connKey   [6]uint32 // secret key of the connection tables' set index (lb_config.conn_key)
+	adopted   bool       // state came from pinned maps
+	connKey   [12]uint32 // secret keys of the connection tables' set index and IPv6 fingerprint (lb_config.conn_key)
 }
 
 type vipState struct {

@@ -20,7 +20,7 @@ func BenchmarkConnTableRetention(b *testing.B) {
 	const slots = 1 << 16
 	sets := uint32(slots / connWays)
 	vip := netip.MustParseAddrPort("203.0.113.1:80")
-	var key [6]uint32
+	var key [12]uint32
 	if err := randomKey(key[:]); err != nil {
 		b.Fatal(err)
 	}
@@ -36,8 +36,7 @@ func BenchmarkConnTableRetention(b *testing.B) {
 					client := netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
 					sport := uint16(1024 + rng.IntN(60000))
 					f := Flow{Src: netip.AddrPortFrom(client, sport), Dst: vip, Proto: TCP}
-					idx[i] = connSetIndex(flowWords(f, 0), 0, key, sets)
-					keys[i] = connSlot{Src: addrWords(client), Sport: htons(sport), Dport: htons(80)}
+					idx[i], keys[i] = connPlace(flowWords(f, 0), false, 0, key, sets)
 				}
 				m := connModel{sets: map[uint32][]connSlot{}}
 				always := func(uint32) bool { return true }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -45,11 +46,10 @@ func readConnSet(t *testing.T, b *Balancer, idx uint32) connSet {
 // set of the connection table, by the Go mirror of the kernel's placement.
 func sameSetPorts(t *testing.T, b *Balancer, vip VIPKey, client netip.Addr, n int) (uint32, []uint16) {
 	t.Helper()
-	vs := b.vips[vip]
 	bySet := map[uint32][]uint16{}
 	for sport := uint16(20000); sport < 30000; sport++ {
 		f := Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: vip.Proto}
-		idx := connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
+		idx, _ := placeOf(b, vip, f)
 		bySet[idx] = append(bySet[idx], sport)
 		if len(bySet[idx]) == n {
 			return idx, bySet[idx]
@@ -89,8 +89,8 @@ func TestConnTableSetLRU(t *testing.T) {
 		set := readConnSet(t, b, idx)
 		for i, sport := range want {
 			s := set.Slot[i]
-			wantSlot := connSlot{Src: addrWords(client), Sport: htons(sport), Dport: htons(vip.Port), VIPNum: vs.num,
-				RealID: vs.reals[realByPort[sport]].id}
+			_, wantSlot := placeOf(b, vip, Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP})
+			wantSlot.RealID = vs.reals[realByPort[sport]].id
 			if s != wantSlot {
 				t.Fatalf("%s: way %d = %+v, want port %d: %+v (set %s)", step, i, s, sport, wantSlot, describeSet(set))
 			}
@@ -135,8 +135,9 @@ func TestConnTableKeysVIPsApart(t *testing.T) {
 		got := realOf(t, b, vip, client.String(), 40000)
 		vs := b.vips[vip]
 		f := Flow{Src: netip.AddrPortFrom(client, 40000), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: vip.Proto}
-		set := readConnSet(t, b, connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets()))
-		want := connSlot{Src: addrWords(client), Sport: htons(40000), Dport: htons(80), VIPNum: vs.num, RealID: vs.reals[got].id}
+		idx, want := placeOf(b, vip, f)
+		want.RealID = vs.reals[got].id
+		set := readConnSet(t, b, idx)
 		if set.Slot[0] != want {
 			t.Fatalf("%s: way 0 = %+v, want %+v", vip, set.Slot[0], want)
 		}
@@ -149,7 +150,7 @@ func TestConnTableKeysVIPsApart(t *testing.T) {
 func describeSet(s connSet) string {
 	var out bytes.Buffer
 	for i, w := range s.Slot {
-		fmt.Fprintf(&out, "[%d: port %d real %d]", i, htons(w.Sport), w.RealID)
+		fmt.Fprintf(&out, "[%d: flow %#x vip %d real %d]", i, w.Flow, w.VIPNum, w.RealID)
 	}
 	return out.String()
 }
@@ -189,13 +190,20 @@ func (m *connModel) packet(idx uint32, key connSlot, syn bool, pick uint32, usab
 	return id, way >= 0
 }
 
-// connKeyOf is the table key of a flow as the program is meant to build it:
-// the client address and ports the VIP's flags leave, and the VIP number.
-func connKeyOf(f Flow, flags VIPFlags, vipNum uint32) connSlot {
-	src, sport, dport := f.Src.Addr(), f.Src.Port(), f.Dst.Port()
+// connKeyOf is the entry of a flow as the program is meant to build it:
+// the VIP number and, for an IPv4 client, the address and ports the VIP's
+// flags leave, in the words the little-endian program loads (written here
+// without the Go mirror of the program); for an IPv6 client the keyed
+// fingerprint, which only the mirror (connPlace) can compute.
+func connKeyOf(b *Balancer, f Flow, flags VIPFlags, vipNum uint32) connSlot {
+	if f.Src.Addr().Is6() {
+		_, key := connPlace(flowWords(f, flags), true, vipNum, b.connKey, b.connSets())
+		return key
+	}
+	src, sport, dport := f.Src.Addr().As4(), f.Src.Port(), f.Dst.Port()
 	switch {
 	case flags&FlagDportOnly != 0:
-		src, sport = netip.IPv6Unspecified(), dport
+		src, sport = [4]byte{}, dport
 	default:
 		if flags&FlagNoSrcPort != 0 {
 			sport = 0
@@ -204,11 +212,15 @@ func connKeyOf(f Flow, flags VIPFlags, vipNum uint32) connSlot {
 			dport = 0
 		}
 	}
-	var words [4]uint32
-	if src.IsValid() && !src.IsUnspecified() {
-		words = addrWords(src)
-	}
-	return connSlot{Src: words, Sport: htons(sport), Dport: htons(dport), VIPNum: vipNum}
+	loaded := func(port uint16) uint64 { return uint64(bits.ReverseBytes16(port)) }
+	word := uint64(binary.LittleEndian.Uint32(src[:]))<<32 | loaded(sport)<<16 | loaded(dport)
+	return connSlot{Flow: word, VIPNum: vipNum}
+}
+
+// placeOf is the set and entry of a flow of vip, by the Go mirror.
+func placeOf(b *Balancer, vip VIPKey, f Flow) (uint32, connSlot) {
+	vs := b.vips[vip]
+	return connPlace(flowWords(f, kernelFlags(vs.VIP)), vip.Addr.Is6(), vs.num, b.connKey, b.connSets())
 }
 
 // Random packets of 48 flows through a 32-entry table while the ring
@@ -284,7 +296,7 @@ func TestConnTableMatchesModel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				idx := connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets())
+				idx, _ := placeOf(b, k, f)
 				usable := func(id uint32) bool {
 					for a, r := range vs.reals {
 						if r.id == id {
@@ -294,7 +306,7 @@ func TestConnTableMatchesModel(t *testing.T) {
 					return false
 				}
 				pick := vs.reals[ringReal].id
-				wantID, _ := model.packet(idx, connKeyOf(f, kernelFlags(vs.VIP), vs.num), syn, pick, usable)
+				wantID, _ := model.packet(idx, connKeyOf(b, f, kernelFlags(vs.VIP), vs.num), syn, pick, usable)
 				if wantID != pick {
 					remembered++
 				}
@@ -438,7 +450,8 @@ func TestConnTableStaleIDOfAnotherVIP(t *testing.T) {
 		t.Fatalf("re-picks %d -> %d, hits %d -> %d; want one re-pick, no hit", before.ConnRepickDown, after.ConnRepickDown, before.ConnHit, after.ConnHit)
 	}
 	vs := b.vips[a]
-	set := readConnSet(t, b, connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, b.connSets()))
+	idx, _ := placeOf(b, a, f)
+	set := readConnSet(t, b, idx)
 	if set.Slot[0].RealID != vs.reals[addr("10.0.8.2")].id {
 		t.Fatalf("entry not rewritten: %s", describeSet(set))
 	}
@@ -462,7 +475,7 @@ func TestConnTableSetPastTheEndUsesFallback(t *testing.T) {
 	vs := b.vips[vip]
 	for sport := uint16(20000); sport < 21000; sport++ {
 		f := Flow{Src: netip.AddrPortFrom(addr("192.168.11.1"), sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}
-		if connSetIndex(flowWords(f, kernelFlags(vs.VIP)), vs.num, b.connKey, cfg.ConnSets) < b.connSets() {
+		if idx, _ := connPlace(flowWords(f, kernelFlags(vs.VIP)), false, vs.num, b.connKey, cfg.ConnSets); idx < b.connSets() {
 			continue
 		}
 		first := sendFlow(t, b, f, true)

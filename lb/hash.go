@@ -143,20 +143,31 @@ func ringMembers(vs *vipState) ([]maglev.Real, map[uint32]netip.Addr) {
 	return members, byID
 }
 
-// connSetIndex mirrors conn_set_of in bpf/balancer.c: the set of a per-CPU
-// connection table of sets sets, keyed with key, that holds a flow (its
-// flowWords) of VIP number vipNum. NH (UMAC's hash) over the words,
-// MurmurHash3's finaliser, the high half mapped onto [0, sets). TestConnTableSetLRU and
-// TestConnTableMatchesModel keep the two in step.
-func connSetIndex(w [5]uint32, vipNum uint32, key [6]uint32, sets uint32) uint32 {
+// nhMix mirrors nh_mix in bpf/balancer.c: NH (UMAC's hash) over a flow's
+// words and VIP number under six key words, then MurmurHash3's finaliser.
+func nhMix(w [5]uint32, vipNum uint32, k []uint32) uint64 {
 	pair := func(x, y uint32) uint64 { return uint64(x) * uint64(y) }
-	h := pair(w[0]+key[0], w[4]+key[1]) + pair(w[1]+key[2], w[2]+key[3]) + pair(w[3]+key[4], vipNum+key[5])
+	h := pair(w[0]+k[0], w[4]+k[1]) + pair(w[1]+k[2], w[2]+k[3]) + pair(w[3]+k[4], vipNum+k[5])
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
 	h *= 0xc4ceb9fe1a85ec53
 	h ^= h >> 33
-	return uint32((h >> 32) * uint64(sets) >> 32)
+	return h
+}
+
+// connPlace mirrors conn_place in bpf/balancer.c: the set of a per-CPU
+// connection table of sets sets, keyed with key, that holds a flow (its
+// flowWords, IPv6 or not) of VIP number vipNum, and the entry the flow is
+// known by (RealID 0). The tests of conntable_test.go keep the two in step.
+func connPlace(w [5]uint32, v6 bool, vipNum uint32, key [12]uint32, sets uint32) (uint32, connSlot) {
+	h := nhMix(w, vipNum, key[:6])
+	idx := uint32((h >> 32) * uint64(sets) >> 32)
+	flow := uint64(w[0])<<32 | uint64(w[4])
+	if v6 {
+		flow = nhMix(w, vipNum, key[6:])
+	}
+	return idx, connSlot{Flow: flow, VIPNum: vipNum}
 }
 
 // ringPos mirrors ring_pick in bpf/balancer.c: the ring slot of a flow hash,

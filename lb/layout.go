@@ -28,12 +28,9 @@ const (
 // which bpf2go cannot generate: the program uses them only inside inner
 // maps. New checks their size against the object's table template.
 type connSlot struct {
-	Src    [4]uint32
-	Sport  uint16 // network order
-	Dport  uint16 // network order
+	Flow   uint64 // IPv4: address and ports exactly; IPv6: keyed fingerprint
 	VIPNum uint32
 	RealID uint32 // 0: free
-	_      uint32
 }
 
 type connSet struct {

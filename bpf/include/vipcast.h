@@ -68,25 +68,25 @@ struct conn {
 
 /*
  * The per-CPU connection tables are set-associative caches, not hash maps:
- * an array of sets, each CONN_WAYS entries (two cache lines), the set chosen
- * by a hash of the flow keyed with a secret key (lb_config.conn_key), the
- * entries of a set kept in most-recently-used order. A lookup reads one
- * set; a new flow takes a free way or the least recently used one and moves
- * to the front on its next packet. See balancer.c (conn_*).
+ * an array of sets, each CONN_WAYS entries of 16 bytes (one cache line),
+ * the set chosen by a hash of the flow keyed with a secret key
+ * (lb_config.conn_key), the entries of a set kept in most-recently-used
+ * order. A lookup reads one set; a new flow takes a free way or the least
+ * recently used one and moves to the front on its next packet that is not
+ * a SYN. See balancer.c (conn_*).
  *
- * An entry keys a flow by its VIP's number instead of the destination
- * address, port and protocol the VIP already fixes, which fits the whole
- * key (no hash tags, so no false hits) in 24 bytes.
+ * An entry names its flow by the VIP's number (which fixes destination
+ * address, port and protocol) and one 64-bit word: for an IPv4 client its
+ * address and ports exactly; for an IPv6 client, whose address and ports do
+ * not fit, a keyed 64-bit fingerprint of them.
  */
 #define CONN_WAYS 4
 
 struct conn_slot {
-	__u32 src[4];   /* client address, as in flow_key after the VIP's flags */
-	__be16 sport;   /* as in flow_key after the VIP's flags */
-	__be16 dport;
+	__u64 flow;    /* IPv4: src[0] << 32 | sport << 16 | dport (after the
+			* VIP's flags, ports as loaded); IPv6: the fingerprint */
 	__u32 vip_num;
-	__u32 real_id;  /* 0: the slot is free */
-	__u32 pad;
+	__u32 real_id; /* 0: the slot is free */
 };
 
 struct conn_set {
@@ -102,7 +102,8 @@ struct lb_config {
 	__u32 flags;        /* CFG_F_* */
 	__u32 layout;       /* LAYOUT_VERSION of the program that owns the maps */
 	__u32 conn_sets;    /* sets in each per-CPU connection table */
-	__u32 conn_key[6];  /* secret key of the set index, random per data plane */
+	__u32 conn_key[12]; /* secret key of the set index (0-5) and the IPv6
+	                     * fingerprint (6-11), random per data plane */
 };
 
 struct counter {
