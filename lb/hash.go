@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"net/netip"
 
+	"vipcast/internal/hashmix"
 	"vipcast/lb/maglev"
 )
 
@@ -147,13 +148,7 @@ func ringMembers(vs *vipState) ([]maglev.Real, map[uint32]netip.Addr) {
 // words and VIP number under six key words, then MurmurHash3's finaliser.
 func nhMix(w [5]uint32, vipNum uint32, k []uint32) uint64 {
 	pair := func(x, y uint32) uint64 { return uint64(x) * uint64(y) }
-	h := pair(w[0]+k[0], w[4]+k[1]) + pair(w[1]+k[2], w[2]+k[3]) + pair(w[3]+k[4], vipNum+k[5])
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
+	return hashmix.Fmix64(pair(w[0]+k[0], w[4]+k[1]) + pair(w[1]+k[2], w[2]+k[3]) + pair(w[3]+k[4], vipNum+k[5]))
 }
 
 // connPlace mirrors conn_place in bpf/balancer.c: the set of a per-CPU

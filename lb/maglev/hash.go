@@ -1,6 +1,10 @@
 package maglev
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"vipcast/internal/hashmix"
+)
 
 // Salts that make the offset and skip hashes of a real independent, as the
 // paper's two hash functions h1 and h2 must be. They are part of the ring's
@@ -46,14 +50,5 @@ func addrHash(a netip.Addr, salt byte) uint64 {
 	for i := 0; i < len(zone); i++ {
 		h = (h ^ uint64(zone[i])) * fnvPrime64
 	}
-	return fmix64(h)
-}
-
-func fmix64(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
+	return hashmix.Fmix64(h)
 }

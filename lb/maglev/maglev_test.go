@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"vipcast/internal/hashmix"
 )
 
 // v4 and v6 give the i-th address of a contiguous block, the layout that
@@ -159,7 +161,7 @@ func TestAddrHashMatchesFNV(t *testing.T) {
 			h.Write([]byte{salt, byte(a.BitLen() / 8)})
 			h.Write(b[:])
 			h.Write([]byte(a.Zone()))
-			if got, want := addrHash(a, salt), fmix64(h.Sum64()); got != want {
+			if got, want := addrHash(a, salt), hashmix.Fmix64(h.Sum64()); got != want {
 				t.Errorf("addrHash(%s, %#x) = %#x, hash/fnv gives %#x", s, salt, got, want)
 			}
 		}
