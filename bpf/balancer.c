@@ -401,7 +401,7 @@ static __always_inline struct real_def *pick_real(struct packet *p, struct vip_m
 			conn_put_front(set, way, &s);
 		else if (way < CONN_WAYS)
 			set->slot[way] = s; /* a SYN earns no promotion, resent or not */
-		else if (ins < CONN_WAYS)
+		else
 			set->slot[ins] = s;
 	} else if (use_fallback && !(vip->flags & VIP_F_LRU_BYPASS)) {
 		struct conn val = { .real_id = id };
