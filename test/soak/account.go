@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -244,8 +245,8 @@ func (l *Ledger) Summarize(events []Event, grace time.Duration) Summary {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := Summary{
-		Attempts: clone(l.attempts), OK: clone(l.ok), Bytes: clone(l.bytes),
-		ByVIP: clone(l.byVIP), ByReal: clone(l.byReal), Notes: clone(l.notes),
+		Attempts: maps.Clone(l.attempts), OK: maps.Clone(l.ok), Bytes: maps.Clone(l.bytes),
+		ByVIP: maps.Clone(l.byVIP), ByReal: maps.Clone(l.byReal), Notes: maps.Clone(l.notes),
 		ByClass: map[string]map[Class]map[string]int64{}, Dropped: l.dropped,
 	}
 	for _, f := range l.failures {
@@ -274,14 +275,6 @@ func (l *Ledger) Summarize(events []Event, grace time.Duration) Summary {
 		}
 	}
 	return s
-}
-
-func clone(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // Failed counts the failures of one traffic kind, or of every kind for "".
