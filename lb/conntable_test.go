@@ -74,22 +74,18 @@ func TestConnTableSetLRU(t *testing.T) {
 	vs := b.vips[vip]
 
 	realByPort := map[uint16]netip.Addr{}
-	syn := func(sport uint16) { realByPort[sport] = realOf(t, b, vip, client.String(), sport) }
-	ack := func(sport uint16) {
-		t.Helper()
-		act, out := run(t, b.Program(), ethIn(testpkt.EtherTypeIPv4, tcp4(client.String(), sport, vip.Addr.String(), vip.Port, testpkt.TCPAck)))
-		if act != xdpTx {
-			t.Fatalf("ACK from port %d: action %d", sport, act)
-		}
-		realByPort[sport] = netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
+	flow := func(sport uint16) Flow {
+		return Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}
 	}
+	syn := func(sport uint16) { t.Helper(); realByPort[sport] = sendFlow(t, b, flow(sport), true) }
+	ack := func(sport uint16) { t.Helper(); realByPort[sport] = sendFlow(t, b, flow(sport), false) }
 	// want lists the set's flows by source port, most recent first.
 	check := func(step string, want ...uint16) {
 		t.Helper()
 		set := readConnSet(t, b, idx)
 		for i, sport := range want {
 			s := set.Slot[i]
-			_, wantSlot := placeOf(b, vip, Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP})
+			_, wantSlot := placeOf(b, vip, flow(sport))
 			wantSlot.RealID = vs.reals[realByPort[sport]].id
 			if s != wantSlot {
 				t.Fatalf("%s: way %d = %+v, want port %d: %+v (set %s)", step, i, s, sport, wantSlot, describeSet(set))
@@ -379,24 +375,20 @@ func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
 	_, ports := sameSetPorts(t, b, vip, client, 3+200)
 	established, flood := ports[:3], ports[3:]
 
-	packet := func(sport uint16, flags uint8) netip.Addr {
+	packet := func(sport uint16, syn bool) netip.Addr {
 		t.Helper()
-		act, out := run(t, b.Program(), ethIn(testpkt.EtherTypeIPv4, tcp4(client.String(), sport, vip.Addr.String(), vip.Port, flags)))
-		if act != xdpTx {
-			t.Fatalf("port %d: action %d", sport, act)
-		}
-		return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
+		return sendFlow(t, b, Flow{Src: netip.AddrPortFrom(client, sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}, syn)
 	}
 	placed := map[uint16]netip.Addr{}
 	for _, p := range established {
-		placed[p] = packet(p, testpkt.TCPSyn)
-		packet(p, testpkt.TCPAck)
+		placed[p] = packet(p, true)
+		packet(p, false)
 	}
 	// Every flood SYN comes twice, as a real stack resends an unanswered
 	// SYN; back to back, so the second finds the first's entry.
 	for _, p := range flood {
-		packet(p, testpkt.TCPSyn)
-		packet(p, testpkt.TCPSyn)
+		packet(p, true)
+		packet(p, true)
 	}
 	// A new ring: a flow the table forgot would now likely go elsewhere.
 	var next []Real
@@ -408,7 +400,7 @@ func TestConnTableSYNFloodKeepsEstablished(t *testing.T) {
 	}
 	before, _ := b.Stats()
 	for _, p := range established {
-		if got := packet(p, testpkt.TCPAck); got != placed[p] {
+		if got := packet(p, false); got != placed[p] {
 			t.Fatalf("established flow from port %d went to %s after the flood, was on %s", p, got, placed[p])
 		}
 	}

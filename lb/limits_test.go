@@ -90,24 +90,11 @@ func assertFull(t *testing.T, err error, limit string) {
 	}
 }
 
-// realOf sends a new flow to a VIP and returns the real it went to (the
-// outer IPv4 destination), failing unless it was encapsulated.
+// realOf sends a new flow (a TCP SYN) to a VIP and returns the real it went
+// to (the outer destination), failing unless it was encapsulated.
 func realOf(t *testing.T, b *Balancer, vip VIPKey, client string, sport uint16) netip.Addr {
 	t.Helper()
-	var frame []byte
-	if vip.Addr.Is4() {
-		frame = ethIn(testpkt.EtherTypeIPv4, tcp4(client, sport, vip.Addr.String(), vip.Port, testpkt.TCPSyn))
-	} else {
-		frame = ethIn(testpkt.EtherTypeIPv6, tcp6(client, sport, vip.Addr.String(), vip.Port, testpkt.TCPSyn, payload))
-	}
-	act, out := run(t, b.Program(), frame)
-	if act != xdpTx {
-		t.Fatalf("flow %s:%d -> %s: action %d, want XDP_TX", client, sport, vip, act)
-	}
-	if out[12] == 0x86 {
-		return netip.AddrFrom16([16]byte(out[14+24 : 14+40]))
-	}
-	return netip.AddrFrom4([4]byte(out[14+16 : 14+20]))
+	return sendFlow(t, b, Flow{Src: netip.AddrPortFrom(addr(client), sport), Dst: netip.AddrPortFrom(vip.Addr, vip.Port), Proto: TCP}, true)
 }
 
 // smallVIP adds a VIP with a small ring (the default 65537-slot ring takes
