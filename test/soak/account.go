@@ -279,34 +279,26 @@ func (l *Ledger) Summarize(events []Event, grace time.Duration) Summary {
 
 // Failed counts the failures of one traffic kind, or of every kind for "".
 func (s Summary) Failed(traffic string) int64 {
-	var n int64
-	for t, byClass := range s.ByClass {
-		if traffic != "" && t != traffic {
-			continue
-		}
-		for _, bySig := range byClass {
-			for _, c := range bySig {
-				n += c
-			}
-		}
-	}
-	return n
+	return s.count(traffic, func(Class) bool { return true })
 }
 
 // Expected counts the failures of one traffic kind (every kind for "")
 // that the churn explains.
 func (s Summary) Expected(traffic string) int64 {
+	return s.count(traffic, func(c Class) bool { return c != ClassUnexpected })
+}
+
+// count sums the failures of one traffic kind (every kind for "") whose
+// class passes keep.
+func (s Summary) count(traffic string, keep func(Class) bool) int64 {
 	var n int64
 	for t, byClass := range s.ByClass {
 		if traffic != "" && t != traffic {
 			continue
 		}
 		for c, bySig := range byClass {
-			if c == ClassUnexpected {
-				continue
-			}
-			for _, v := range bySig {
-				n += v
+			if keep(c) {
+				n += Total(bySig)
 			}
 		}
 	}
