@@ -362,9 +362,12 @@ func (s *scanner) basicString() {
 			case s.peek(0) == '\\':
 				s.i += 2
 			case strings.HasPrefix(s.src[s.i:], `"""`):
-				s.i += 3
-				// Up to two quotes may end the content: """a""""" is `a""`.
-				for n := 0; n < 2 && s.peek(0) == '"'; n++ {
+				// The string ends with the run of quotes this one starts,
+				// its last three closing it: """a""""" is `a""`. Runs of
+				// six or more are errors to the library, except after a
+				// backslash, where it takes them whole (`"""\""""""` is
+				// `"""`), so the whole run is what it reads either way.
+				for s.peek(0) == '"' {
 					s.i++
 				}
 				return
